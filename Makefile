@@ -1,0 +1,27 @@
+# The README contract: `make setup`, `make reproduce`, `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PARAMS ?= params/smoke.yaml
+
+.PHONY: setup reproduce test bench clean-runs
+
+# Create the virtual environment and install the kit (CPU torch 2.13.0 first, so
+# nothing else can pull a multi-GB CUDA build).
+setup:
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+
+# The main job: the whole pipeline on the embedded synthetic default, small params.
+reproduce:
+	$(BIN)/stccl reproduce --params $(PARAMS)
+
+# pytest's exit 5 (nothing collected) is not a failure of the kit.
+test:
+	$(BIN)/python -m pytest -q; s=$$?; if [ $$s -eq 5 ]; then echo "no tests collected"; s=0; fi; exit $$s
+
+bench:
+	$(BIN)/python benchmarks/loss_step.py --config tiny

@@ -1,0 +1,5 @@
+import sys
+
+from stccl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,191 @@
+"""Run folders: config.json, metrics.jsonl and self-describing checkpoints.
+
+Layout of `reports/runs/<name>/` (see STYLE.md):
+
+    config.json       resolved options, written before any work
+    metrics.jsonl     one JSON object per logged step
+    ckpt_last.pt      {"model", "optimizer", "config", "step", "rng", "extra"}
+    ckpt_last.pt is written atomically; a crash during the write keeps the
+    previous good checkpoint.
+
+Both trainers (metric and SPFEM) use `RunDir`, so resume, the non-finite guard
+and rank-0-only writing behave the same everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stccl.config import to_dict
+from stccl.distributed import DistInfo
+from stccl.io import StcclError, append_jsonl, atomic_write_bytes, atomic_write_json, read_json, read_jsonl
+
+CKPT_NAME = "ckpt_last.pt"
+
+
+class NonFiniteLossError(StcclError):
+    """Raised when a loss is NaN/inf; the last good checkpoint is kept."""
+
+
+def rng_state() -> dict:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> Path:
+    """torch.save to memory, then an atomic write: never a torn checkpoint on disk."""
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
+    """Load a kit checkpoint, naming the file when it is missing or damaged."""
+    path = Path(path)
+    if not path.is_file():
+        raise StcclError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # truncated zip, wrong format, ...
+        raise StcclError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc}); "
+                         "delete it or point at another file") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise StcclError(f"{path}: not a stccl checkpoint (expected keys 'model' and 'config')")
+    return ckpt
+
+
+def check_finite(loss: torch.Tensor | float, step: int, run_dir: Path | None = None) -> None:
+    value = float(loss)
+    if not math.isfinite(value):
+        where = f" in {run_dir}" if run_dir else ""
+        raise NonFiniteLossError(
+            f"non-finite loss ({value}) at step {step}{where}; stopped, the last good "
+            f"checkpoint is kept. Lower the learning rate or check the data."
+        )
+
+
+class RunDir:
+    """One training run's folder. Only rank 0 writes."""
+
+    def __init__(self, path: str | Path, config: Any, dist_info: DistInfo | None = None,
+                 resume: bool = False, kind: str = "run"):
+        self.path = Path(path)
+        self.config = config
+        self.kind = kind
+        self.dist = dist_info or DistInfo()
+        self.config_path = self.path / "config.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.ckpt_path = self.path / CKPT_NAME
+        cfg_dict = {"kind": kind, **to_dict(config)} if dataclasses.is_dataclass(config) else dict(config)
+        self._cfg_dict = cfg_dict
+        if self.dist.is_main:
+            self._prepare(resume)
+
+    def _prepare(self, resume: bool) -> None:
+        if self.config_path.exists():
+            old = read_json(self.config_path, "run config")
+            if not resume:
+                raise StcclError(
+                    f"{self.path} already holds a run; pass --resume to continue it or choose "
+                    f"another --out (nothing was overwritten)"
+                )
+            if _strip_volatile(old) != _strip_volatile(json_roundtrip(self._cfg_dict)):
+                diff = sorted(k for k in set(old) | set(self._cfg_dict)
+                              if old.get(k) != json_roundtrip(self._cfg_dict).get(k))
+                raise StcclError(
+                    f"{self.config_path}: the run was started with a different config "
+                    f"(keys differ: {diff}); resume with the same config or use another --out"
+                )
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.config_path, self._cfg_dict)
+
+    # -- logging -----------------------------------------------------------
+    def log(self, record: dict) -> None:
+        if self.dist.is_main:
+            append_jsonl(self.metrics_path, record)
+
+    def metrics(self) -> list[dict]:
+        return read_jsonl(self.metrics_path)
+
+    # -- checkpoints ---------------------------------------------------------
+    def save(self, step: int, model: torch.nn.Module, optimizer: Any = None, extra: dict | None = None,
+             name: str = CKPT_NAME) -> None:
+        if not self.dist.is_main:
+            return
+        payload = {
+            "model": _unwrap(model).state_dict(),
+            "optimizer": _state_dict_of(optimizer),
+            "config": self._cfg_dict,
+            "step": step,
+            "rng": rng_state(),
+            "extra": extra or {},
+        }
+        save_checkpoint(self.path / name, payload)
+
+    def load_for_resume(self, map_location: Any = "cpu") -> dict | None:
+        """The last checkpoint (or None), after checking it belongs to this config.
+
+        metrics.jsonl lines logged after that checkpoint are dropped, so a
+        resumed run's log matches an uninterrupted one.
+        """
+        if not self.ckpt_path.exists():
+            return None
+        ckpt = load_checkpoint(self.ckpt_path, map_location)
+        if _strip_volatile(json_roundtrip(ckpt["config"])) != _strip_volatile(json_roundtrip(self._cfg_dict)):
+            raise StcclError(f"{self.ckpt_path}: checkpoint was written by a different config; "
+                             "use another --out or the matching config")
+        if self.dist.is_main:
+            kept = [r for r in self.metrics() if r.get("step", -1) <= ckpt["step"]]
+            from stccl.io import atomic_path, to_json
+
+            with atomic_path(self.metrics_path) as tmp:
+                tmp.write_text("".join(to_json(r) + "\n" for r in kept), encoding="utf-8")
+        return ckpt
+
+
+# keys that may legitimately differ between an interrupted run and its resume
+_VOLATILE = {"out", "resume", "device", "num_workers"}
+
+
+def _strip_volatile(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k not in _VOLATILE}
+
+
+def json_roundtrip(obj: Any) -> Any:
+    import json
+
+    from stccl.io import to_json
+
+    return json.loads(to_json(obj))
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _state_dict_of(optimizer: Any) -> Any:
+    if optimizer is None:
+        return None
+    if isinstance(optimizer, dict):
+        return {k: v.state_dict() for k, v in optimizer.items()}
+    return optimizer.state_dict()
