@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import os
+import signal
 import random
 from pathlib import Path
 from typing import Any
@@ -52,11 +54,27 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# Fault injection for the crash-safety tests: when this variable names a step,
+# the process writes half of that step's checkpoint to its temp file and then
+# SIGKILLs itself, as a machine losing power mid-write would.
+_KILL_IN_WRITE_ENV = "STCCL_TEST_KILL_IN_CHECKPOINT_WRITE"
+
+
 def save_checkpoint(path: str | Path, payload: dict) -> Path:
     """torch.save to memory, then an atomic write: never a torn checkpoint on disk."""
     buf = io.BytesIO()
     torch.save(payload, buf)
-    return atomic_write_bytes(path, buf.getvalue())
+    data = buf.getvalue()
+    if os.environ.get(_KILL_IN_WRITE_ENV) == str(payload.get("step")):
+        from stccl.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(data[: len(data) // 2])
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.kill(os.getpid(), signal.SIGKILL)
+    return atomic_write_bytes(path, data)
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
@@ -148,6 +166,9 @@ class RunDir:
         metrics.jsonl lines logged after that checkpoint are dropped, so a
         resumed run's log matches an uninterrupted one.
         """
+        for stale in self.path.glob(f".{CKPT_NAME}.*.tmp"):  # left by a crash mid-write
+            if self.dist.is_main:
+                stale.unlink(missing_ok=True)
         if not self.ckpt_path.exists():
             return None
         ckpt = load_checkpoint(self.ckpt_path, map_location)

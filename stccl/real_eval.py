@@ -1,0 +1,334 @@
+"""Evaluate real SPFEM outputs against their source video: `stccl eval-clips`.
+
+Each shipped clip is a side-by-side video (manifest.csv names the panels):
+source, label card, and the outputs of the baseline and of STCCL-CM/VD for a
+target emotion. For every clip and method this measures, on sampled frames:
+
+- CSIM: cosine similarity of dlib 128-d identity embeddings, output vs the
+  source frame at the same time (identity preservation, higher is better);
+- FAD: Frechet distance between the method's and the source's embeddings,
+  pooled over all clips (lower is better; per clip there are too few frames
+  for a 128-d covariance);
+- mouth distance: mean L2 between the output's and the source's mouth
+  landmarks (48-67) after mapping each face onto the source's reference shape
+  with a similarity fitted on stable points (eye corners, nose), in
+  inter-ocular distances (speech preservation, lower is better). It also
+  moves when the expression legitimately changes the mouth shape (a smile),
+  so read it together with
+- mouth-opening correlation: Pearson r over time between the output's and the
+  source's inner-lip gap / mouth width (lip-sync with the source, higher is
+  better; insensitive to a constant expression offset); also the best r over
+  lags of up to about 4 frames, and that lag, since a generator may trail
+  its driving video by a frame or two. For the STCCL rows, the same
+  correlation against the baseline output tells whether the methods agree
+  with each other more than with the source.
+
+LSE-D (SyncNet) needs downloaded weights and is not computed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stccl.io import StcclError, atomic_path, atomic_write_csv, atomic_write_json, atomic_write_text
+
+REQUIRED_COLUMNS = ("clip", "target_emotion", "panel_size", "panel_gap")
+METHODS = ("baseline", "stccl_cm", "stccl_vd")
+METHOD_LABELS = {"baseline": "baseline", "stccl_cm": "STCCL-CM", "stccl_vd": "STCCL-VD"}
+
+
+def read_manifest(path: str | Path) -> "pandas.DataFrame":  # noqa: F821
+    """Load manifest.csv and check it names the source and every method panel."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise StcclError(f"manifest not found: {path}")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise StcclError(f"{path}: not a readable CSV ({exc})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    panel_cols = sorted((c for c in df.columns if c.startswith("panel_") and c[6:].isdigit()), key=lambda c: int(c[6:]))
+    if not panel_cols:
+        missing.append("panel_0..panel_K")
+    if missing:
+        raise StcclError(f"{path}: missing column(s) {', '.join(missing)}; expected clip, target_emotion, "
+                         "panel_size, panel_gap and panel_0..panel_K naming each panel's role")
+    for i, row in df.iterrows():
+        roles = {str(row[c]) for c in panel_cols}
+        lacking = [r for r in ("source",) + METHODS if r not in roles]
+        if lacking:
+            raise StcclError(f"{path}: row {i + 2} ({row['clip']}) has no panel called {', '.join(lacking)}")
+    return df
+
+
+def _role_index(row, role: str) -> int:
+    for c in row.index:
+        if c.startswith("panel_") and c[6:].isdigit() and str(row[c]) == role:
+            return int(c[6:])
+    raise KeyError(role)
+
+
+def sample_indices(num_frames: int, stride: int, max_frames: int | None) -> np.ndarray:
+    """Every `stride`-th frame, then at most `max_frames` of them spread evenly."""
+    idx = np.arange(0, num_frames, max(1, stride))
+    if max_frames and len(idx) > max_frames:
+        idx = idx[np.linspace(0, len(idx) - 1, max_frames).round().astype(int)]
+    return idx
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3 or a[ok].std() < 1e-9 or b[ok].std() < 1e-9:
+        return float("nan")
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def lagged_pearson(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[float, int]:
+    """Best Pearson r of b shifted by -max_lag..max_lag samples against a, and that lag.
+
+    A positive lag means b trails a (output late relative to the source).
+    """
+    best, best_lag = float("nan"), 0
+    for lag in range(-max_lag, max_lag + 1):
+        x = a[max(0, -lag): len(a) - max(0, lag)]
+        y = b[max(0, lag): len(b) - max(0, -lag)]
+        r = _pearson(x, y)
+        if np.isfinite(r) and not (r <= best):
+            best, best_lag = r, lag
+    return best, best_lag
+
+
+def evaluate_clip(video: Path, row, stride: int = 1, max_frames: int | None = None,
+                  embed_stride: int = 6) -> dict:
+    """Measure every method panel of one side-by-side clip against its source panel.
+
+    Landmarks on frames sample_indices(stride, max_frames); embeddings on
+    every `embed_stride`-th of those (the embedder is ~15x slower than the
+    landmarks). Returns {"rows": [per-method dicts], "embeddings": {role: (M, 128)},
+    "sampled": [...], "embedded": [...]}.
+    """
+    from stccl import faces
+    from stccl.metrics import cosine_similarity
+    from stccl.video import probe, read_frames, split_panel
+
+    info = probe(video)
+    if info.num_frames:
+        idx = sample_indices(info.num_frames, stride, max_frames)
+        frames, fps = read_frames(video, indices=idx)
+    else:  # container does not declare a count: decode all, then sample
+        frames, fps = read_frames(video)
+        idx = sample_indices(len(frames), stride, max_frames)
+        frames = frames[idx]
+    idx = idx[: len(frames)]
+    emb_mask = np.zeros(len(idx), bool)
+    emb_mask[:: max(1, embed_stride)] = True
+    size, gap = int(row["panel_size"]), int(row["panel_gap"])
+    res = {}
+    for role in ("source",) + METHODS:
+        panel = split_panel(frames, _role_index(row, role), size, gap, source=video)
+        res[role] = faces.analyse_frames(panel, embed_mask=emb_mask)
+    src = res["source"]
+    if not src["found"].any():
+        raise StcclError(f"{video}: no face found in the source panel of any sampled frame")
+    ref = faces.canonical_reference(src["landmarks"])
+    src_norm = faces.normalise_landmarks(src["landmarks"], ref)  # NaN rows stay NaN
+    src_open = faces.mouth_opening(src["landmarks"])
+    step = int(np.median(np.diff(idx))) if len(idx) > 1 else 1  # frames between samples
+    max_lag = max(1, round(4 / step))  # about +-4 frames (0.16 s at 25 fps)
+    base_open = faces.mouth_opening(res["baseline"]["landmarks"])
+    rows, embs = [], {"source": src["embeddings"][emb_mask & src["found"]]}
+    for m in METHODS:
+        r = res[m]
+        both = src["found"] & r["found"]
+        norm = faces.normalise_landmarks(r["landmarks"], ref)
+        mouth = np.linalg.norm(norm[:, faces.MOUTH] - src_norm[:, faces.MOUTH], axis=-1).mean(-1)  # (N,)
+        emb_both = both & emb_mask
+        r_lag, lag = lagged_pearson(src_open, faces.mouth_opening(r["landmarks"]), max_lag)
+        cs = cosine_similarity(src["embeddings"][emb_both], r["embeddings"][emb_both]) if emb_both.any() else np.array([])
+        rows.append({
+            "clip": video.name, "target_emotion": row["target_emotion"], "method": m,
+            "csim": float(cs.mean()) if len(cs) else float("nan"),
+            "mouth_dist": float(np.nanmean(mouth[both])) if both.any() else float("nan"),
+            "mouth_open_r": _pearson(faces.mouth_opening(r["landmarks"]), src_open),
+            "mouth_open_r_best_lag": r_lag,
+            "best_lag_frames": lag * step,
+            "mouth_open_r_vs_baseline": _pearson(faces.mouth_opening(r["landmarks"]), base_open) if m != "baseline" else float("nan"),
+            "mouth_open_mean": float(np.nanmean(faces.mouth_opening(r["landmarks"])[both])) if both.any() else float("nan"),
+            "source_open_mean": float(np.nanmean(src_open[both])) if both.any() else float("nan"),
+            "frames_sampled": int(len(idx)), "frames_with_face": int(both.sum()),
+            "frames_embedded": int(emb_both.sum()),
+        })
+        embs[m] = r["embeddings"][emb_mask & r["found"]]
+    return {"rows": rows, "embeddings": embs, "sampled": idx.tolist(),
+            "embedded": idx[emb_mask].tolist(), "fps": fps, "num_frames": info.num_frames}
+
+
+# metric -> True when higher is better
+PAIRED_METRICS = {"csim": True, "mouth_dist": False, "mouth_open_r": True}
+
+
+def paired_vs_baseline(per_clip) -> "pandas.DataFrame":  # noqa: F821
+    """Per STCCL method and metric: clips where it beats the baseline, and a Wilcoxon signed-rank p.
+
+    Ten clips is a small sample; this says whether a mean difference is
+    consistent across clips or driven by one or two of them.
+    """
+    import pandas as pd
+    from scipy.stats import wilcoxon
+
+    wide = per_clip.pivot(index="clip", columns="method")
+    rows = []
+    for m in METHODS[1:]:
+        for metric, higher in PAIRED_METRICS.items():
+            diff = (wide[(metric, m)] - wide[(metric, "baseline")]).dropna().to_numpy()
+            better = diff > 0 if higher else diff < 0
+            p = float(wilcoxon(diff).pvalue) if len(diff) >= 5 and np.any(diff != 0) else float("nan")
+            rows.append({"method": m, "metric": metric, "mean_diff_vs_baseline": float(diff.mean()) if len(diff) else float("nan"),
+                         "clips_better": int(better.sum()), "clips": int(len(diff)), "wilcoxon_p": p})
+    return pd.DataFrame(rows)
+
+
+def _figure(df, fad: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    d = df.assign(method=df["method"].map(METHOD_LABELS))
+    order = [METHOD_LABELS[m] for m in METHODS]
+    panels = [("csim", "CSIM vs source (higher better)"), ("mouth_dist", "mouth distance, IOD (lower better)"),
+              ("mouth_open_r", "mouth-opening r vs source (higher better)")]
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
+    for ax, (col, title) in zip(axes, panels):
+        sns.boxplot(data=d, x="method", y=col, order=order, ax=ax, color="0.85", showfliers=False)
+        sns.stripplot(data=d, x="method", y=col, order=order, hue="target_emotion", ax=ax, dodge=False,
+                      size=6, legend=col == "csim")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("")
+    axes[0].legend(fontsize=7, title="target emotion", title_fontsize=7, loc="lower left")
+    sns.barplot(x=order, y=[fad[m] for m in METHODS], ax=axes[3], color="tab:blue")
+    axes[3].set_title("FAD vs source, all clips (lower better)", fontsize=10)
+    fig.suptitle(f"Published SPFEM outputs on {df['clip'].nunique()} real MEAD clips (dlib embeddings/landmarks)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def markdown_table(summary) -> str:
+    cols = ["method", "CSIM ↑", "FAD ↓", "mouth dist (IOD) ↓", "mouth-open r ↑", "r at best lag", "median lag", "mouth-open r vs baseline",
+            "clips", "frames"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, s in summary.iterrows():
+        lines.append(f"| {METHOD_LABELS[s['method']]} | {s['csim']:.3f} ± {s['csim_sd']:.3f} | {s['fad']:.4f} | "
+                     f"{s['mouth_dist']:.4f} ± {s['mouth_dist_sd']:.4f} | {s['mouth_open_r']:.3f} ± {s['mouth_open_r_sd']:.3f} | "
+                     f"{s['mouth_open_r_best_lag']:.3f} | {s['median_best_lag_frames']:+.0f} | "
+                     f"{'—' if not np.isfinite(s['mouth_open_r_vs_baseline']) else format(s['mouth_open_r_vs_baseline'], '.3f')} | "
+                     f"{int(s['clips'])} | {int(s['frames'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def eval_clips(clips_dir: str | Path, manifest: str | Path | None = None, out: str | Path = "reports/real_clips",
+               stride: int = 1, max_frames: int | None = None, embed_stride: int = 6,
+               limit: int | None = None) -> dict:
+    """Run the evaluation over every clip of the manifest and write CSV, Markdown and PNG to `out`."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from stccl.metrics import frechet_distance
+
+    t0 = time.perf_counter()
+    clips_dir = Path(clips_dir)
+    man_path = Path(manifest) if manifest else clips_dir / "manifest.csv"
+    if not man_path.is_absolute() and not man_path.exists() and (clips_dir / man_path).exists():
+        man_path = clips_dir / man_path
+    df = read_manifest(man_path)
+    if limit:
+        df = df.head(limit)
+    for name in df["clip"]:
+        if not (clips_dir / name).is_file():
+            raise StcclError(f"{man_path}: clip {name} listed but {clips_dir / name} does not exist")
+    rows, embs, sampling = [], {r: [] for r in ("source",) + METHODS}, {}
+    for _, row in tqdm(list(df.iterrows()), desc="eval-clips", unit="clip"):
+        res = evaluate_clip(clips_dir / row["clip"], row, stride, max_frames, embed_stride)
+        rows += res["rows"]
+        for k, v in res["embeddings"].items():
+            embs[k].append(v)
+        sampling[row["clip"]] = {"num_frames": res["num_frames"], "fps": res["fps"],
+                                 "landmark_frames": res["sampled"], "embedding_frames": res["embedded"]}
+    per_clip = pd.DataFrame(rows)
+    pooled = {k: np.concatenate(v) for k, v in embs.items()}
+    fad = {m: frechet_distance(pooled[m], pooled["source"]) for m in METHODS}
+    g = per_clip.groupby("method", sort=False)
+    summary = pd.DataFrame({
+        "method": list(METHODS),
+        "csim": [g.get_group(m)["csim"].mean() for m in METHODS],
+        "csim_sd": [g.get_group(m)["csim"].std(ddof=0) for m in METHODS],
+        "fad": [fad[m] for m in METHODS],
+        "mouth_dist": [g.get_group(m)["mouth_dist"].mean() for m in METHODS],
+        "mouth_dist_sd": [g.get_group(m)["mouth_dist"].std(ddof=0) for m in METHODS],
+        "mouth_open_r": [g.get_group(m)["mouth_open_r"].mean() for m in METHODS],
+        "mouth_open_r_sd": [g.get_group(m)["mouth_open_r"].std(ddof=0) for m in METHODS],
+        "mouth_open_r_best_lag": [g.get_group(m)["mouth_open_r_best_lag"].mean() for m in METHODS],
+        "median_best_lag_frames": [g.get_group(m)["best_lag_frames"].median() for m in METHODS],
+        "mouth_open_r_vs_baseline": [g.get_group(m)["mouth_open_r_vs_baseline"].mean() for m in METHODS],
+        "clips": [len(g.get_group(m)) for m in METHODS],
+        "frames": [int(g.get_group(m)["frames_with_face"].sum()) for m in METHODS],
+        "embeddings": [len(pooled[m]) for m in METHODS],
+    })
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds = time.perf_counter() - t0
+    atomic_write_csv(out / "per_clip.csv", per_clip, float_format="%.5f")
+    atomic_write_csv(out / "summary.csv", summary, float_format="%.5f")
+    header = (f"Real published SPFEM outputs vs their source, {len(df)} clips from {man_path}; "
+              f"landmarks every {stride} frame(s)" + (f" (at most {max_frames} per clip)" if max_frames else "")
+              + f", identity embeddings on every {embed_stride}th of those; "
+              f"source embeddings pooled for FAD: {len(pooled['source'])}. Mean ± SD over clips "
+              "(FAD pooled over clips).\n\n")
+    paired = paired_vs_baseline(per_clip)
+    atomic_write_csv(out / "paired_vs_baseline.csv", paired, float_format="%.5f")
+    paired_md = ["", "Paired with the baseline, per clip (Wilcoxon signed-rank p, two-sided):", "",
+                 "| method | metric | mean diff vs baseline | clips better | p |", "|---|---|---|---|---|"]
+    paired_md += [f"| {METHOD_LABELS[r.method]} | {r.metric} | {r.mean_diff_vs_baseline:+.4f} | "
+                  f"{r.clips_better}/{r.clips} | {r.wilcoxon_p:.3f} |" for r in paired.itertuples()]
+    notes = ("\nColumns: CSIM and FAD on dlib 128-d identity embeddings (output vs source frame); mouth dist = "
+             "mean L2 of mouth landmarks 48-67 after a similarity fit on eye/nose points, in inter-ocular "
+             "distances; mouth-open r = Pearson r over time of inner-lip gap / mouth width vs the source; "
+             "r at best lag = the best r over shifts of up to about 4 frames, median lag in frames (negative: "
+             "output ahead of source); r vs baseline = the same correlation against the baseline output. "
+             "LSE-D (SyncNet) is not computed: it needs downloaded weights.\n")
+    atomic_write_text(out / "table.md", header + markdown_table(summary) + "\n".join(paired_md) + "\n" + notes)
+    _figure(per_clip, fad, out / "figure.png")
+    atomic_write_json(out / "sampling.json", {"manifest": str(man_path), "stride": stride, "max_frames": max_frames,
+                                              "embed_stride": embed_stride, "seconds": round(seconds, 1),
+                                              "clips": sampling})
+    return {"summary": summary, "per_clip": per_clip, "seconds": seconds, "out": str(out)}
+
+
+def _cmd_eval_clips(args) -> int:
+    res = eval_clips(args.clips, args.manifest, args.out, stride=args.stride, max_frames=args.max_frames,
+                     embed_stride=args.embed_stride, limit=args.limit)
+    print(markdown_table(res["summary"]), end="")
+    print(f"wrote {res['out']}/per_clip.csv, summary.csv, paired_vs_baseline.csv, table.md, figure.png, sampling.json "
+          f"in {res['seconds']:.1f} s")
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("eval-clips", help="CSIM/FAD/mouth metrics of real side-by-side SPFEM outputs")
+    p.add_argument("--clips", required=True, help="folder with the side-by-side mp4s")
+    p.add_argument("--manifest", default=None, help="manifest.csv (default: CLIPS/manifest.csv)")
+    p.add_argument("--out", default="reports/real_clips", help="output folder")
+    p.add_argument("--stride", type=int, default=1, help="landmarks on every STRIDE-th frame")
+    p.add_argument("--max-frames", type=int, default=None, help="at most this many landmark frames per clip")
+    p.add_argument("--embed-stride", type=int, default=6,
+                   help="identity embeddings on every K-th landmark frame (the slow part)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N clips of the manifest")
+    p.set_defaults(func=_cmd_eval_clips)
