@@ -47,7 +47,8 @@ def dtw_path(feat_a: np.ndarray, feat_b: np.ndarray, window: int | None = None,
     kwargs = {}
     if window is not None:
         kwargs["window"] = max(int(window), abs(len(a) - len(b)) + 1)
-    path = dtw_ndim.warping_path(np.ascontiguousarray(a), np.ascontiguousarray(b), **kwargs)
+    # use_c: the C kernel gives the same path about 30x faster than the default pure-Python loop
+    path = dtw_ndim.warping_path(np.ascontiguousarray(a), np.ascontiguousarray(b), use_c=True, **kwargs)
     idx_a = [int(i) for i, _ in path]
     idx_b = [int(j) for _, j in path]
     return idx_a, idx_b

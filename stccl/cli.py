@@ -1,9 +1,10 @@
 """`stccl` command line: one sub-command per task, each defined beside its code.
 
-Every module in `_COMMAND_MODULES` exposes `add_cli(subparsers)`, which adds its
+Each module listed in `COMMANDS` exposes `add_cli(subparsers)`, which adds its
 sub-command(s) with `set_defaults(func=handler)`; a handler takes the parsed
-args and returns an exit status (or None for 0). A StcclError becomes a one-line
-message on stderr and exit status 2.
+args and returns an exit status (or None for 0). Only the module of the command
+being run is imported, so `stccl pairs` does not pay for torch-heavy modules it
+never uses. A StcclError becomes a one-line message on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -14,35 +15,39 @@ import sys
 
 from stccl.io import StcclError
 
-_COMMAND_MODULES = [
-    "stccl.synth",        # stccl synth
-    "stccl.data",         # stccl pairs
-    "stccl.train_metric", # stccl train-metric
-    "stccl.diagnose",     # stccl diagnose
-    "stccl.train_spfem",  # stccl train-spfem
-    "stccl.evaluate",     # stccl evaluate, stccl compare
-    "stccl.prep",         # stccl prep-video, stccl prep-mead, stccl align
-    "stccl.real_eval",    # stccl eval-clips
-    "stccl.reproduce",    # stccl reproduce
-]
+# command -> (module that defines it, one-line help shown by `stccl --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("stccl.synth", "render the embedded synthetic paired talking-face dataset"),
+    "pairs": ("stccl.data", "summarise an alignment file (actors, pairs, windows per split)"),
+    "train-metric": ("stccl.train_metric", "train the STCCL metric network"),
+    "diagnose": ("stccl.diagnose", "pos/neg cosine similarity of spatial and temporal correlations"),
+    "train-spfem": ("stccl.train_spfem", "train the SPFEM generator, with or without STCCL"),
+    "evaluate": ("stccl.evaluate", "evaluate an SPFEM run against synthetic ground truth"),
+    "compare": ("stccl.evaluate", "compare evaluated SPFEM runs (mean and std over seeds)"),
+    "prep-video": ("stccl.prep", "detect, align and crop faces of one video into the MEAD layout"),
+    "prep-mead": ("stccl.prep", "prepare a raw MEAD-style tree of videos"),
+    "align": ("stccl.prep", "DTW alignment file (official format) for a prepared root"),
+    "eval-clips": ("stccl.real_eval", "evaluate published SPFEM outputs on real side-by-side clips"),
+    "reproduce": ("stccl.reproduce", "run the notebooks with papermill from a params file"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser for `command`, or an overview parser listing every command."""
     parser = argparse.ArgumentParser(prog="stccl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # module not written yet: its commands are simply absent
-                continue
-            raise
-        module.add_cli(sub)
+    if command in COMMANDS:
+        importlib.import_module(COMMANDS[command][0]).add_cli(sub)
+    else:
+        for name, (_, help_text) in COMMANDS.items():
+            sub.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
