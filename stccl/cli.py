@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = args.func(args)
     except StcclError as exc:
-        print(f"stccl {args.command}: error: {exc}", file=sys.stderr)
+        one_line = " ".join(str(exc).split())  # a message is one line, even a YAML parser's
+        print(f"stccl {args.command}: error: {one_line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"stccl {args.command}: interrupted", file=sys.stderr)

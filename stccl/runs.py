@@ -58,6 +58,10 @@ def set_rng_state(state: dict) -> None:
 # the process writes half of that step's checkpoint to its temp file and then
 # SIGKILLs itself, as a machine losing power mid-write would.
 _KILL_IN_WRITE_ENV = "STCCL_TEST_KILL_IN_CHECKPOINT_WRITE"
+# Test hook: when this variable names a step, the process SIGKILLs itself right
+# after logging that step (before that step's checkpoint, if any), as a job
+# killed between steps would. Deterministic, unlike killing from outside.
+_KILL_AT_STEP_ENV = "STCCL_TEST_KILL_AT_STEP"
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> Path:
@@ -120,7 +124,10 @@ class RunDir:
             self._prepare(resume)
 
     def _prepare(self, resume: bool) -> None:
-        if self.config_path.exists():
+        # A folder whose run failed before its first logged step or checkpoint (bad data, say)
+        # holds only config.json: starting afresh there loses nothing.
+        started = self.metrics_path.exists() or self.ckpt_path.exists()
+        if self.config_path.exists() and (started or resume):
             old = read_json(self.config_path, "run config")
             if not resume:
                 raise StcclError(
@@ -141,6 +148,8 @@ class RunDir:
     def log(self, record: dict) -> None:
         if self.dist.is_main:
             append_jsonl(self.metrics_path, record)
+        if os.environ.get(_KILL_AT_STEP_ENV) == str(record.get("step")):
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def metrics(self) -> list[dict]:
         return read_jsonl(self.metrics_path)
