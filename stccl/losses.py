@@ -1,0 +1,178 @@
+"""PatchNCE with correlation-aware adaptive weighting, and the plug-in STCCL loss.
+
+    from stccl.losses import STCCLLoss
+
+    stccl = STCCLLoss.from_checkpoint("reports/runs/metric_default/ckpt_last.pt", variant="vd",
+                                      lambda_S=1.0, lambda_T=5.0).to(device)
+    loss, parts = stccl(input_clip, generated_clip)   # clips (B, T, 3, H, W) in [0, 1]
+    (g_loss + loss).backward()                        # gradients reach generated_clip only
+
+L = lambda_S * L_SCC + lambda_T * L_TCC, each the sum over stages of the
+(weighted) mean PatchNCE over queries, for the chosen variant(s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from stccl.config import from_dict
+from stccl.correlation import StageSample, correlation_vectors, sample_positions
+from stccl.io import StcclError
+from stccl.metric_net import MetricNet, MetricNetConfig
+
+
+@dataclass(frozen=True)
+class STCCLOptions:
+    variant: Literal["vd", "cm", "both"] = "both"
+    lambda_S: float = 1.0
+    lambda_T: float = 5.0
+    use_spatial: bool = True
+    use_temporal: bool = True
+    adaptive: bool = True
+    theta: float = 0.8
+    tau: float = 0.07
+    spatial_samples: tuple[int, ...] = (32, 16, 8, 4)  # S_l per stage (capped at what fits)
+    temporal_factor: int = 8                           # N_l = temporal_factor * S_l
+    central: float = 0.95                              # side of the sampling square / map side
+
+    def variants(self) -> tuple[str, ...]:
+        return ("vd", "cm") if self.variant == "both" else (self.variant,)
+
+
+def adaptive_weight(h: torch.Tensor, theta: float = 0.8) -> torch.Tensor:
+    """Per-query weight: 1 where h <= theta, else 2 h^2 (h = mean_c sigmoid(|raw disparity|))."""
+    return torch.where(h <= theta, torch.ones_like(h), 2.0 * h * h)
+
+
+def patch_nce(q: torch.Tensor, k: torch.Tensor, tau: float = 0.07, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """PatchNCE: query i's positive is key i, every other key of its group is a negative.
+
+    q, k: (G, Q, D) L2-normalised (k is detached here); weight: (G, Q) or None.
+    Returns the (weighted) mean cross-entropy over all G * Q queries.
+    """
+    G, Q, _ = q.shape
+    logits = q @ k.detach().transpose(1, 2) / tau  # (G, Q, Q), positives on the diagonal
+    target = torch.arange(Q, device=q.device).expand(G, Q)
+    ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(G, Q)
+    if weight is None:
+        return ce.mean()
+    return (ce * weight.detach()).mean()
+
+
+def stccl_terms(heads: nn.ModuleList, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor], T: int,
+                opts: STCCLOptions, samples: list[StageSample] | None = None) -> dict[str, torch.Tensor]:
+    """Loss components {"scc_vd", "scc_cm", "tcc_vd", "tcc_cm"} (those enabled), each summed over stages.
+
+    feats_a: stage maps of clip A (queries, gradients flow), feats_b of clip B (keys, detached),
+    each (B*T, C_l, H_l, W_l) with the T frames of a clip consecutive.
+    """
+    if samples is None:
+        samples = sample_positions([tuple(f.shape[-2:]) for f in feats_a], opts.spatial_samples,
+                                   opts.temporal_factor, opts.central)
+    kinds = []
+    if opts.use_spatial:
+        kinds.append(("scc", "spatial"))
+    if opts.use_temporal and T > 1:
+        kinds.append(("tcc", "temporal"))
+    terms: dict[str, torch.Tensor] = {}
+    for name, kind in kinds:
+        for variant in opts.variants():
+            total, used = feats_a[0].new_zeros(()), 0
+            for head, fa, fb, s in zip(heads, feats_a, feats_b, samples):
+                if kind == "spatial" and not s.has_anchors:
+                    continue  # map smaller than 3 x 3: no anchor has 8 neighbours
+                s = s.to(fa.device)
+                used += 1
+                q, k, h = correlation_vectors(kind, variant, head, fa, fb, s, T, with_strength=opts.adaptive)
+                w = adaptive_weight(h, opts.theta) if opts.adaptive else None
+                total = total + patch_nce(q, k, opts.tau, w)
+            if used == 0:
+                raise StcclError(f"STCCL loss: no stage map is 3 x 3 or larger (shapes "
+                                 f"{[tuple(f.shape[-2:]) for f in feats_a]}); use inputs of at least 48 px")
+            terms[f"{name}_{variant}"] = total
+    return terms
+
+
+def combine(terms: dict[str, torch.Tensor], lambda_S: float, lambda_T: float) -> torch.Tensor:
+    """lambda_S * (SCC terms) + lambda_T * (TCC terms)."""
+    total = None
+    for key, value in terms.items():
+        part = (lambda_S if key.startswith("scc") else lambda_T) * value
+        total = part if total is None else total + part
+    if total is None:
+        raise StcclError("STCCL loss: nothing to compute (use_spatial and use_temporal are both off, "
+                         "or T = 1 with use_spatial off)")
+    return total
+
+
+class STCCLLoss(nn.Module):
+    """Frozen metric network + STCCL loss on (input_clip, generated_clip), each (B, T, 3, H, W)."""
+
+    def __init__(self, net: MetricNet, options: STCCLOptions = STCCLOptions()):
+        super().__init__()
+        self.net = net
+        self.options = options
+        self.net.requires_grad_(False)
+        self.net.eval()
+
+    def train(self, mode: bool = True) -> "STCCLLoss":
+        # The metric network stays in eval mode (fixed BN statistics) even inside a training generator.
+        super().train(mode)
+        self.net.eval()
+        return self
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **overrides) -> "STCCLLoss":
+        """Load a `stccl train-metric` checkpoint; `overrides` set STCCLOptions fields (variant, lambda_S, ...)."""
+        from stccl.runs import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        net, options = network_from_checkpoint(ckpt, str(path))
+        known = {f.name for f in fields(STCCLOptions)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise StcclError(f"STCCLLoss.from_checkpoint: unknown option(s) {unknown}; known: {sorted(known)}")
+        data = {f.name: getattr(options, f.name) for f in fields(STCCLOptions)}
+        data.update(overrides)
+        return cls(net, from_dict(STCCLOptions, data, where=f"{path} options"))
+
+    def forward(self, input_clip: torch.Tensor, generated_clip: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        # input_clip, generated_clip: (B, T, 3, H, W) in [0, 1]
+        if input_clip.shape != generated_clip.shape or input_clip.dim() != 5:
+            raise StcclError(f"STCCLLoss: expected two clips of the same shape (B, T, 3, H, W), got "
+                             f"{tuple(input_clip.shape)} and {tuple(generated_clip.shape)}")
+        T = input_clip.shape[1]
+        with torch.no_grad():
+            feats_b = self.net(input_clip.flatten(0, 1))  # [(B*T, C_l, H_l, W_l)]
+        feats_a = self.net(generated_clip.flatten(0, 1))
+        terms = stccl_terms(self.net.heads, feats_a, feats_b, T, self.options)
+        total = combine(terms, self.options.lambda_S, self.options.lambda_T)
+        return total, {k: v.detach() for k, v in terms.items()}
+
+    def loss(self, input_clip: torch.Tensor, generated_clip: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        return self(input_clip, generated_clip)
+
+
+def network_from_checkpoint(ckpt: dict, source: str = "checkpoint") -> tuple[MetricNet, STCCLOptions]:
+    """Rebuild the MetricNet and the loss options a metric checkpoint was trained with."""
+    cfg = ckpt.get("config", {})
+    if cfg.get("kind") != "metric":
+        raise StcclError(f"{source}: not a metric-network checkpoint (kind={cfg.get('kind')!r}); "
+                         f"use a ckpt_last.pt written by `stccl train-metric`")
+    try:
+        net_cfg = from_dict(MetricNetConfig, cfg["net"], where=f"{source} net")
+        options = from_dict(STCCLOptions, cfg["loss"], where=f"{source} loss")
+    except KeyError as exc:
+        raise StcclError(f"{source}: metric checkpoint config lacks {exc}; re-train with this kit") from None
+    net = MetricNet(net_cfg)
+    try:
+        net.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise StcclError(f"{source}: weights do not match the network in its config ({str(exc)[:300]})") from None
+    return net, options

@@ -1,0 +1,54 @@
+"""The STCCL metric network: an IResNet backbone plus one projection head per stage.
+
+Head g_l = Linear(C_l, C_l) - ReLU - Linear(C_l, C_l / 4); the output is L2
+normalised by the correlation code. All heads live in an `nn.ModuleList`, so
+`model.parameters()` (and the optimiser) sees them; the reference keeps some in
+plain Python lists and never trains them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from stccl.backbone import ARCHS, IResNet
+
+
+@dataclass(frozen=True)
+class MetricNetConfig:
+    arch: str = "iresnet_tiny"
+    head_ratio: int = 4     # output width C_l / head_ratio
+    head_bias: bool = False  # bias-free heads: a zero disparity maps to zero and the projected
+                             # direction depends on the disparity alone, not on a shared bias
+
+
+class ProjectionHead(nn.Module):
+    def __init__(self, channels: int, ratio: int = 4, bias: bool = False):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(channels, channels, bias=bias),
+            nn.ReLU(inplace=True),
+            nn.Linear(channels, max(1, channels // ratio), bias=bias),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (..., C) -> (..., C / ratio), not normalised
+        return self.net(x)
+
+
+class MetricNet(nn.Module):
+    def __init__(self, cfg: MetricNetConfig = MetricNetConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = IResNet(cfg.arch)
+        self.heads = nn.ModuleList(ProjectionHead(c, cfg.head_ratio, cfg.head_bias) for c in ARCHS[cfg.arch].widths)
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        return self.backbone.channels
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # x: (N, 3, H, W) in [0, 1] -> [f_l: (N, C_l, H_l, W_l)] for the four stages
+        return self.backbone(x)

@@ -1,0 +1,241 @@
+"""Train the STCCL metric network on (neutral window, emotional window) pairs.
+
+    stccl train-metric --config params/metric_default.yaml [--out reports/runs/metric_default] [--resume]
+
+Objective per batch (SPEC 3.4): L = L_SCC + lambda_T * L_TCC, where each term
+is PatchNCE between the emotional window (queries, clip A) and the aligned
+neutral window (keys, clip B, detached), SCC on every frame pair t and TCC over
+the T-frame windows, summed over the four stages. `loss.variant: both` (the
+default) trains the VD and the CM terms together, so one network serves either
+variant of the plug-in loss; `vd` or `cm` trains one. `symmetric: true` adds
+the reverse direction (neutral queries, emotional keys).
+
+Both windows go through the network in one batch, so batch-norm statistics are
+shared by the two sides as they are at evaluation time.
+
+The run folder (stccl.runs.RunDir) holds config.json, metrics.jsonl (one line
+per logged step) and ckpt_last.pt (weights + config + step + optimiser + RNG),
+written atomically. The data order is a function of (seed, epoch) and the RNG
+state is checkpointed, so `--resume` continues with exactly the batches and
+sampled positions an uninterrupted run would use. Under torchrun with
+WORLD_SIZE > 1 the objective is wrapped in DistributedDataParallel, each rank
+takes its `shard` of the epoch order, and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from stccl.config import load_config
+from stccl.correlation import sample_positions
+from stccl.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, local_device, shard
+from stccl.io import StcclError, resolve_device, seed_everything, to_json
+from stccl.losses import STCCLOptions, combine, stccl_terms
+from stccl.metric_net import MetricNet, MetricNetConfig
+from stccl.runs import RunDir, check_finite, set_rng_state
+
+
+@dataclass(frozen=True)
+class MetricTrainConfig:
+    data_root: str = "../data/synth_tiny"
+    align_path: str = ""                        # default: {data_root}/aligned_path.json
+    test_actors: tuple[str, ...] | None = None  # default: the data's meta.json (synthetic) or W021 (MEAD)
+    size: int | None = None                     # resize frames on load (None: as stored)
+    T: int = 5
+    net: MetricNetConfig = field(default_factory=MetricNetConfig)
+    loss: STCCLOptions = field(default_factory=STCCLOptions)
+    symmetric: bool = False
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    epochs: int = 100
+    max_steps: int = 0                          # > 0: stop after this many steps (overrides epochs)
+    max_minutes: float = 0.0                    # > 0: also stop (with a checkpoint) after this wall time
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    log_every: int = 10
+    ckpt_every: int = 200
+    threads: int = 0                            # torch CPU threads (0: leave torch's default)
+
+    def alignment_file(self) -> Path:
+        return Path(self.align_path) if self.align_path else Path(self.data_root) / "aligned_path.json"
+
+
+def load_metric_config(path: str | Path | None, overrides: dict | None = None) -> MetricTrainConfig:
+    cfg = load_config(MetricTrainConfig, path, overrides)
+    where = path or "config"
+    if cfg.batch_size < 1 or cfg.T < 1 or cfg.log_every < 1 or cfg.ckpt_every < 1:
+        raise StcclError(f"{where}: batch_size, T, log_every and ckpt_every must be >= 1")
+    if len(cfg.loss.spatial_samples) != 4:
+        raise StcclError(f"{where}: loss.spatial_samples needs one count per stage (4 values)")
+    return cfg
+
+
+class MetricObjective(nn.Module):
+    """The network plus the training loss in one module, so DDP sees every parameter in forward."""
+
+    def __init__(self, net: MetricNet, opts: STCCLOptions, symmetric: bool = False):
+        super().__init__()
+        self.net = net
+        self.opts = opts
+        self.symmetric = symmetric
+
+    def forward(self, neutral: torch.Tensor, emotional: torch.Tensor, samples) -> tuple[torch.Tensor, dict]:
+        # neutral, emotional: (B, T, 3, H, W) in [0, 1]
+        B, T = neutral.shape[:2]
+        feats = self.net(torch.cat([emotional, neutral]).flatten(0, 1))  # [(2*B*T, C_l, H_l, W_l)]
+        fa = [f[:B * T] for f in feats]  # emotional: queries
+        fb = [f[B * T:] for f in feats]  # neutral: keys (detached inside)
+        terms = stccl_terms(self.net.heads, fa, fb, T, self.opts, samples)
+        if self.symmetric:
+            back = stccl_terms(self.net.heads, fb, fa, T, self.opts, samples)
+            terms = {k: 0.5 * (v + back[k]) for k, v in terms.items()}
+        # metric training: L_SCC + lambda_T L_TCC (lambda_S is a plug-in weight)
+        return combine(terms, 1.0, self.opts.lambda_T), terms
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled index order of one epoch: a pure function of (seed, epoch)."""
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return torch.randperm(n, generator=g).tolist()
+
+
+def epoch_batches(n: int, seed: int, epoch: int, batch_size: int, info: DistInfo) -> list[list[int]]:
+    order = shard(epoch_order(n, seed, epoch), info)
+    return [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+
+
+def _stage_shapes(net: MetricNet, size: tuple[int, int]) -> list[tuple[int, int]]:
+    h, w = size
+    shapes = []
+    for _ in net.channels:  # each stage halves the map (ceil, as a stride-2 3x3 conv with padding 1)
+        h, w = (h + 1) // 2, (w + 1) // 2
+        shapes.append((h, w))
+    return shapes
+
+
+def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, stop_at_step: int | None = None,
+                 progress: bool = True) -> dict:
+    """Run (or resume) metric training; returns a summary dict. `stop_at_step` interrupts (with a checkpoint)."""
+    from stccl.data import PairedWindowDataset
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    info = init_distributed(device)
+    device = local_device(device, info)
+    seed_everything(cfg.seed)
+    try:
+        run = RunDir(out, cfg, info, resume=resume, kind="metric")
+        dataset = PairedWindowDataset(cfg.data_root, cfg.alignment_file(), T=cfg.T, split="train",
+                                      test_actors=cfg.test_actors, size=cfg.size)
+        spe = len(epoch_batches(len(dataset), cfg.seed, 0, cfg.batch_size, info))
+        if spe == 0:
+            raise StcclError(f"{cfg.data_root}: {len(dataset)} training windows are fewer than batch_size "
+                             f"{cfg.batch_size} x {info.world_size} rank(s); lower batch_size")
+        total = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * spe
+        net = MetricNet(cfg.net).to(device)
+        objective = MetricObjective(net, cfg.loss, cfg.symmetric)
+        optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        step = 0
+        ckpt = run.load_for_resume(map_location=device) if resume else None
+        if ckpt is not None:
+            net.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            step = int(ckpt["step"])
+            set_rng_state(ckpt["rng"])
+        model = objective
+        if info.enabled:
+            model = nn.parallel.DistributedDataParallel(
+                objective, device_ids=[device.index] if device.type == "cuda" else None)
+        frame = dataset[0]["neutral"].shape[-2:]
+        shapes = _stage_shapes(net, tuple(frame))
+        end = min(total, stop_at_step) if stop_at_step is not None else total
+        started = time.time()
+        last: dict = {}
+        bar = tqdm(total=end, initial=step, desc="train-metric", unit="step", file=sys.stderr,
+                   disable=not (progress and info.is_main))
+        net.train()
+        stopped_by_time = False
+        while step < end and not stopped_by_time:
+            epoch = step // spe
+            batches = epoch_batches(len(dataset), cfg.seed, epoch, cfg.batch_size, info)[step % spe:]
+            # Own generator: creating a loader must not draw from the global RNG, or a resumed run
+            # (which creates one more loader) would sample other positions than an uninterrupted one.
+            loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.num_workers,
+                                generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            for batch in loader:
+                neutral = batch["neutral"].to(device, non_blocking=True)      # (B, T, 3, H, W)
+                emotional = batch["emotional"].to(device, non_blocking=True)  # (B, T, 3, H, W)
+                samples = sample_positions(shapes, cfg.loss.spatial_samples, cfg.loss.temporal_factor,
+                                           cfg.loss.central)
+                loss, terms = model(neutral, emotional, samples)
+                check_finite(loss.detach(), step + 1, run.path)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == end:
+                    values = {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
+                    last = {k: round(float(all_reduce_mean(v, info)), 6) for k, v in values.items()}
+                    run.log({"step": step, "epoch": epoch, **last, "lr": cfg.lr,
+                             "elapsed_s": round(time.time() - started, 2)})
+                    bar.set_postfix(loss=f"{last['loss']:.3f}")
+                stopped_by_time = cfg.max_minutes > 0 and time.time() - started > 60 * cfg.max_minutes
+                if step % cfg.ckpt_every == 0 or step == end or stopped_by_time:
+                    run.save(step, net, optimizer, extra={"epoch": epoch, "steps_per_epoch": spe})
+                if step >= end or stopped_by_time:
+                    break
+        bar.close()
+        barrier(info)
+        return {"run": str(run.path), "step": step, "total_steps": total, "steps_per_epoch": spe,
+                "train_windows": len(dataset), "stopped_by_time": stopped_by_time,
+                "minutes": round((time.time() - started) / 60, 2), **{f"last_{k}": v for k, v in last.items()}}
+    finally:
+        cleanup(info)
+
+
+def _cmd_train_metric(args) -> int:
+    overrides = {}
+    if args.max_steps is not None:
+        overrides["max_steps"] = args.max_steps
+    if args.device is not None:
+        overrides["device"] = args.device
+    cfg = load_metric_config(args.config, overrides)
+    out = Path(args.out) if args.out else Path("reports/runs") / Path(args.config).stem
+    if args.dry_run:
+        from stccl.config import to_dict
+
+        print(to_json({"out": str(out), "resume": args.resume, "config": to_dict(cfg)}))
+        return 0
+    summary = train_metric(cfg, out, resume=args.resume, stop_at_step=args.stop_at_step,
+                           progress=not args.no_progress)
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(to_json(summary))
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("train-metric", help="train the STCCL metric network (SCC + TCC, VD and CM)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", required=True, help="params/metric_*.yaml")
+    p.add_argument("--out", default=None, help="run folder (default: reports/runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's ckpt_last.pt")
+    p.add_argument("--max-steps", type=int, default=None, help="override max_steps in the config")
+    p.add_argument("--device", default=None, help="override device (auto, cpu, cuda)")
+    p.add_argument("--stop-at-step", type=int, default=None,
+                   help="interrupt after this step with a checkpoint (the run can be resumed)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and run folder, do nothing")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.set_defaults(func=_cmd_train_metric)

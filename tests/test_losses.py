@@ -1,0 +1,133 @@
+"""PatchNCE, adaptive weighting, and the frozen plug-in STCCLLoss."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stccl.io import StcclError
+from stccl.losses import STCCLLoss, STCCLOptions, adaptive_weight, patch_nce, stccl_terms
+from stccl.metric_net import MetricNet, MetricNetConfig
+from stccl.runs import save_checkpoint
+from stccl.config import to_dict
+
+SMALL = STCCLOptions(spatial_samples=(8, 4, 2, 2), temporal_factor=2)
+
+
+def _unit(*shape, seed=0):
+    return F.normalize(torch.randn(*shape, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+def test_patch_nce_matches_cross_entropy_definition():
+    q, k = _unit(2, 6, 4, seed=1), _unit(2, 6, 4, seed=2)
+    logits = torch.einsum("gqd,gkd->gqk", q, k) / 0.1
+    expected = -(logits.diagonal(dim1=1, dim2=2) - logits.logsumexp(-1)).mean()
+    assert torch.allclose(patch_nce(q, k, tau=0.1), expected, atol=1e-5)
+
+
+def test_identical_inputs_give_the_minimal_loss_and_permuting_raises_it():
+    x = _unit(3, 16, 8)
+    same = patch_nce(x, x, 0.07)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        perm = torch.randperm(16, generator=g)
+        if (perm == torch.arange(16)).all():
+            continue
+        assert patch_nce(x, x[:, perm], 0.07) > same
+    assert patch_nce(x, _unit(3, 16, 8, seed=5), 0.07) > same
+
+
+def test_tau_scaling():
+    x = _unit(2, 16, 8)
+    # matched pairs: a sharper temperature makes the positive dominate more
+    assert patch_nce(x, x, 0.05) < patch_nce(x, x, 0.07) < patch_nce(x, x, 0.5)
+    # tau only rescales the logits: tau=t on q equals tau=1 on q/t
+    q, k = _unit(2, 8, 4, seed=3), _unit(2, 8, 4, seed=4)
+    assert torch.allclose(patch_nce(q, k, 0.2), patch_nce(q / 0.2, k, 1.0), atol=1e-5)
+
+
+def test_adaptive_weight_is_per_query_and_one_below_theta():
+    h = torch.tensor([[0.5, 0.8, 0.81, 0.95], [0.6, 0.9, 0.7, 1.0]])
+    w = adaptive_weight(h, theta=0.8)
+    assert w.shape == h.shape
+    assert torch.equal(w[h <= 0.8], torch.ones(int((h <= 0.8).sum())))
+    assert torch.allclose(w[h > 0.8], 2 * h[h > 0.8] ** 2)
+    # weighting multiplies each query's own cross-entropy term
+    q, k = _unit(2, 4, 4, seed=1), _unit(2, 4, 4, seed=2)
+    ce = F.cross_entropy((q @ k.transpose(1, 2) / 0.07).flatten(0, 1), torch.arange(4).repeat(2),
+                         reduction="none").view(2, 4)
+    assert torch.allclose(patch_nce(q, k, 0.07, w), (ce * w).mean(), atol=1e-5)
+    assert torch.allclose(patch_nce(q, k, 0.07, torch.ones(2, 4)), patch_nce(q, k, 0.07))
+
+
+def _clip(B=2, T=3, S=32, seed=0):
+    return torch.rand(B, T, 3, S, S, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("variant", ["vd", "cm", "both"])
+def test_every_module_gets_finite_gradients(variant):
+    torch.manual_seed(0)
+    net = MetricNet(MetricNetConfig("iresnet_tiny"))
+    x, y = _clip(), _clip(seed=1)
+    fa, fb = net(y.flatten(0, 1)), net(x.flatten(0, 1))
+    terms = stccl_terms(net.heads, fa, fb, 3, STCCLOptions(variant=variant, spatial_samples=(8, 4, 2, 2),
+                                                            temporal_factor=2))
+    expected = {"scc_vd", "tcc_vd", "scc_cm", "tcc_cm"} if variant == "both" else {f"scc_{variant}", f"tcc_{variant}"}
+    assert set(terms) == expected
+    sum(terms.values()).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def _checkpoint(tmp_path, options=SMALL):
+    torch.manual_seed(0)
+    net = MetricNet(MetricNetConfig("iresnet_tiny"))
+    cfg = {"kind": "metric", "net": to_dict(net.cfg), "loss": to_dict(options), "seed": 0, "T": 3}
+    path = tmp_path / "ckpt_last.pt"
+    save_checkpoint(path, {"model": net.state_dict(), "optimizer": None, "config": cfg, "step": 7, "rng": None,
+                           "extra": {}})
+    return path, net
+
+
+def test_plugin_is_frozen_and_passes_gradients_only_to_the_generated_clip(tmp_path):
+    path, _ = _checkpoint(tmp_path)
+    loss_fn = STCCLLoss.from_checkpoint(path, variant="vd", lambda_S=2.0, lambda_T=3.0)
+    loss_fn.train()  # inside a training generator the metric net must stay in eval mode
+    assert not loss_fn.net.training
+    assert all(not p.requires_grad for p in loss_fn.parameters())
+    x = _clip().requires_grad_(True)
+    gen = _clip(seed=1).requires_grad_(True)
+    loss, parts = loss_fn.loss(x, gen)
+    assert loss.dim() == 0 and set(parts) == {"scc_vd", "tcc_vd"}
+    assert torch.allclose(loss.detach(), 2.0 * parts["scc_vd"] + 3.0 * parts["tcc_vd"])
+    loss.backward()
+    assert x.grad is None
+    assert gen.grad is not None and torch.isfinite(gen.grad).all() and gen.grad.abs().sum() > 0
+    assert all(p.grad is None for p in loss_fn.parameters())
+
+
+def test_plugin_options_and_errors(tmp_path):
+    path, _ = _checkpoint(tmp_path)
+    only_t = STCCLLoss.from_checkpoint(path, variant="cm", use_spatial=False, adaptive=False, tau=0.1)
+    _, parts = only_t(_clip(), _clip(seed=1))
+    assert set(parts) == {"tcc_cm"}
+    with pytest.raises(StcclError, match="unknown option"):
+        STCCLLoss.from_checkpoint(path, lambda_X=1.0)
+    with pytest.raises(StcclError, match="variant"):
+        STCCLLoss.from_checkpoint(path, variant="xy")
+    with pytest.raises(StcclError, match="same shape"):
+        only_t(_clip(T=3), _clip(T=2))
+    foreign = tmp_path / "foreign.pt"
+    save_checkpoint(foreign, {"model": {}, "config": {"kind": "spfem"}})
+    with pytest.raises(StcclError, match="not a metric-network checkpoint"):
+        STCCLLoss.from_checkpoint(foreign)
+
+
+def test_identical_clips_score_lower_than_a_shuffled_clip(tmp_path):
+    path, _ = _checkpoint(tmp_path)
+    loss_fn = STCCLLoss.from_checkpoint(path, adaptive=False)
+    x = _clip(B=2, T=3, seed=3)
+    torch.manual_seed(0)
+    same, _ = loss_fn(x, x)
+    torch.manual_seed(0)  # the same sampled positions
+    shuffled, _ = loss_fn(x, x[:, :, :, torch.randperm(32)])
+    assert same < shuffled
