@@ -1,0 +1,204 @@
+"""A compact SPFEM generator and its patch discriminator.
+
+The generator edits the expression of every frame of a source clip towards a
+target emotion, given either as a label or as a reference clip of anyone
+showing that emotion. It is a small U-Net: a convolutional encoder, residual
+blocks whose instance-normalised activations are modulated by the emotion code
+(FiLM / AdaIN style), and a decoder with skip connections. It predicts a colour
+image and a soft attention mask and blends them with the input,
+
+    out = mask * colour + (1 - mask) * input,
+
+so untouched regions (background, hair) keep the input pixels exactly and the
+network only has to learn where and how the expression changes. That keeps it
+trainable on a CPU at 64-128 px in minutes.
+
+Frames are processed independently (B*T images); temporal coherence is what
+the STCCL loss adds during training, not something built into the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from stccl.data import EMOTIONS
+from stccl.io import StcclError
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    base_channels: int = 32      # channels after the stem; doubled at each downsampling
+    num_down: int = 1            # downsamplings after the stride-2 stem (64 px -> 16 px with 1)
+    num_res: int = 3             # FiLM residual blocks at the bottleneck
+    code_dim: int = 64           # emotion code size (label embedding or reference encoder output)
+    num_emotions: int = len(EMOTIONS)
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    base_channels: int = 32
+    num_layers: int = 3          # stride-2 convolutions; 64 px -> 8x8 patch logits with 3
+
+
+class FiLM(nn.Module):
+    """Instance norm without affine, then a per-channel scale and shift predicted from the code."""
+
+    def __init__(self, channels: int, code_dim: int):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=False)
+        self.to_scale_shift = nn.Linear(code_dim, 2 * channels)
+        # start as the identity modulation so an untrained generator is a plain U-Net
+        nn.init.zeros_(self.to_scale_shift.weight)
+        nn.init.zeros_(self.to_scale_shift.bias)
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        # x: (N, C, H, W), code: (N, D)
+        scale, shift = self.to_scale_shift(code).chunk(2, dim=1)  # (N, C) each
+        return self.norm(x) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+
+
+class FiLMResBlock(nn.Module):
+    def __init__(self, channels: int, code_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.film1 = FiLM(channels, code_dim)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.film2 = FiLM(channels, code_dim)
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.film1(self.conv1(x), code))
+        h = self.film2(self.conv2(h), code)
+        return x + h
+
+
+class UpBlock(nn.Module):
+    """Upsample x2, concatenate the encoder skip, conv, FiLM, ReLU."""
+
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, code_dim: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch + skip_ch, out_ch, 3, padding=1)
+        self.film = FiLM(out_ch, code_dim)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
+        return F.relu(self.film(self.conv(torch.cat([x, skip], dim=1)), code))
+
+
+class ReferenceEncoder(nn.Module):
+    """Emotion code from a reference clip: per-frame CNN, global average pool, mean over time."""
+
+    def __init__(self, base: int, code_dim: int):
+        super().__init__()
+        chans = [3, base, 2 * base, 4 * base, 4 * base]
+        layers: list[nn.Module] = []
+        for cin, cout in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(chans[-1], code_dim)
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        # clip: (B, T, 3, H, W) -> (B, D)
+        B, T = clip.shape[:2]
+        f = self.features(clip.flatten(0, 1) * 2 - 1).mean(dim=(2, 3))  # (B*T, C)
+        return self.head(f.view(B, T, -1).mean(1))
+
+
+class Generator(nn.Module):
+    """G(clip, emotion | reference) -> clip with the target expression, same person and speech.
+
+    The encoder starts with a stride-2 stem, so every heavy convolution runs at
+    half resolution or below (CPU budget); the full-resolution head sees the
+    upsampled features together with the input pixels, which keeps fine detail.
+    """
+
+    def __init__(self, cfg: GeneratorConfig = GeneratorConfig()):
+        super().__init__()
+        self.cfg = cfg
+        c, D = cfg.base_channels, cfg.code_dim
+        self.emotion_embed = nn.Embedding(cfg.num_emotions, D)
+        self.reference_encoder = ReferenceEncoder(c, D)
+        self.stem = nn.Sequential(nn.Conv2d(3, c, 4, stride=2, padding=1), nn.InstanceNorm2d(c, affine=True),
+                                  nn.ReLU())
+        downs, chans = [], [c]
+        for i in range(cfg.num_down):
+            cin, cout = c * 2 ** i, c * 2 ** (i + 1)
+            downs.append(nn.Sequential(nn.Conv2d(cin, cout, 4, stride=2, padding=1),
+                                       nn.InstanceNorm2d(cout, affine=True), nn.ReLU()))
+            chans.append(cout)
+        self.downs = nn.ModuleList(downs)
+        bottleneck = chans[-1]
+        self.res = nn.ModuleList(FiLMResBlock(bottleneck, D) for _ in range(cfg.num_res))
+        self.ups = nn.ModuleList(UpBlock(chans[i], chans[i - 1], chans[i - 1], D) for i in range(cfg.num_down, 0, -1))
+        # full-resolution head: upsampled features + the input pixels -> colour (3) and mask (1)
+        self.head = nn.Sequential(nn.Conv2d(c + 3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1))
+        # a small initial mask: the untrained generator starts close to the identity map
+        nn.init.constant_(self.head[-1].bias[3:], -2.0)
+
+    def code(self, emotion: torch.Tensor | None = None, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """The (B, D) emotion code from labels (B,) or a reference clip (B, T, 3, H, W)."""
+        if (emotion is None) == (reference is None):
+            raise StcclError("Generator: give exactly one of `emotion` (labels) or `reference` (a clip)")
+        if emotion is not None:
+            return self.emotion_embed(emotion)
+        return self.reference_encoder(reference)
+
+    def forward(self, clip: torch.Tensor, emotion: torch.Tensor | None = None,
+                reference: torch.Tensor | None = None, return_mask: bool = False):
+        # clip: (B, T, 3, H, W) in [0, 1]
+        B, T = clip.shape[:2]
+        code = self.code(emotion, reference)  # (B, D)
+        code = code.repeat_interleave(T, dim=0)  # (B*T, D): one code per frame
+        x = clip.flatten(0, 1)  # (B*T, 3, H, W)
+        h = self.stem(x * 2 - 1)  # (B*T, c, H/2, W/2)
+        skips = [h]
+        for down in self.downs:
+            h = down(h)
+            skips.append(h)
+        for block in self.res:
+            h = block(h, code)
+        for up, skip in zip(self.ups, reversed(skips[:-1])):
+            h = up(h, skip, code)
+        h = F.interpolate(h, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (B*T, c, H, W)
+        out4 = self.head(torch.cat([h, x * 2 - 1], dim=1))  # (B*T, 4, H, W)
+        colour = torch.sigmoid(out4[:, :3])
+        mask = torch.sigmoid(out4[:, 3:])
+        out = (mask * colour + (1 - mask) * x).view_as(clip)  # (B, T, 3, H, W)
+        if return_mask:
+            return out, mask.view(B, T, 1, *clip.shape[-2:])
+        return out
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN on single frames: a grid of real/fake logits, one per receptive field."""
+
+    def __init__(self, cfg: DiscriminatorConfig = DiscriminatorConfig()):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3, cfg.base_channels, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        ch = cfg.base_channels
+        for _ in range(cfg.num_layers - 1):
+            layers += [nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.InstanceNorm2d(2 * ch, affine=True),
+                       nn.LeakyReLU(0.2)]
+            ch *= 2
+        layers.append(nn.Conv2d(ch, 1, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        # frames: (N, 3, H, W) or (B, T, 3, H, W) -> (N, 1, h, w) patch logits
+        if frames.dim() == 5:
+            frames = frames.flatten(0, 1)
+        return self.net(frames * 2 - 1)
+
+
+def random_other_emotion(source: torch.Tensor, num_emotions: int, generator: torch.Generator | None = None,
+                         allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """A random target label != source for every item (B,); `allowed` restricts the choice (bool mask (E,))."""
+    allowed = torch.ones(num_emotions, dtype=torch.bool) if allowed is None else allowed.bool()
+    weights = allowed.float().expand(len(source), -1).clone()  # (B, E)
+    weights[torch.arange(len(source)), source] = 0.0
+    if (weights.sum(1) == 0).any():
+        raise StcclError("no target emotion differs from the source; allow more than one emotion")
+    return torch.multinomial(weights, 1, generator=generator).squeeze(1)

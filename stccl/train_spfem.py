@@ -1,0 +1,400 @@
+"""Train the SPFEM generator without paired targets, optionally with the frozen STCCL loss.
+
+    stccl train-spfem --config params/spfem_default_vd.yaml --out reports/runs/spfem_vd_s0 [--seed 0] [--resume]
+
+As in reality, no ground-truth target is ever used: a source window x (any
+emotion e_src) is pushed to a random target emotion e_tgt (a label, or a
+reference window of another train identity showing e_tgt) and trained with
+
+    L_G = l_adv  * LSGAN(D(G(x, e_tgt)))                  # looks like a real frame
+        + l_cls  * CE(C_train(G(x, e_tgt)), e_tgt)        # shows the target emotion
+        + l_rec  * |G(x, e_src) - x|                      # self-reconstruction
+        + l_cyc  * |G(G(x, e_tgt), e_src) - x|            # cycle back to the source
+        + l_id   * (1 - cos(E_id(G(x, e_tgt)), E_id(x)))  # same person
+        + l_stccl * STCCL(x, G(x, e_tgt))                 # optional: lambda_S SCC + lambda_T TCC
+
+C_train and E_id are frozen aux nets trained on the train identities
+(`stccl.aux_nets`); STCCL is the frozen metric network from
+`stccl train-metric` (`stccl.losses.STCCLLoss.from_checkpoint`). The run
+folder follows the metric trainer: config.json, metrics.jsonl, atomic
+ckpt_last.pt, resume, non-finite guard, seeds; DDP under torchrun.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from stccl.aux_nets import AuxConfig, load_aux_nets
+from stccl.config import load_config, load_yaml
+from stccl.data import EMOTIONS, ClipWindowDataset, resolve_test_actors
+from stccl.distributed import all_reduce_mean, cleanup, init_distributed, local_device
+from stccl.io import StcclError, resolve_device, seed_everything
+from stccl.runs import RunDir, check_finite, set_rng_state
+from stccl.spfem import DiscriminatorConfig, Generator, GeneratorConfig, PatchDiscriminator, random_other_emotion
+
+StcclTerm = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict]"]
+
+
+@dataclass(frozen=True)
+class SpfemConfig:
+    name: str = "baseline"              # variant label; `stccl compare` groups runs (seeds) by it
+    data_root: str = "../data/synth_tiny"
+    test_actors: tuple[str, ...] | None = None   # default: the data's meta.json test actors
+    val_actors: tuple[str, ...] = ()    # train identities held out for tuning (`evaluate --split val`)
+    size: int = 64
+    T: int = 4
+    batch_size: int = 4
+    steps: int = 600
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    source_emotions: tuple[str, ...] = EMOTIONS
+    p_reference: float = 0.2            # share of targets given as a reference clip instead of a label
+    lambda_adv: float = 1.0
+    lambda_cls: float = 1.0
+    lambda_rec: float = 10.0
+    lambda_cyc: float = 10.0
+    lambda_id: float = 2.0
+    # STCCL (off for the baseline)
+    stccl: bool = False
+    stccl_checkpoint: str | None = None
+    stccl_variant: Literal["vd", "cm"] = "vd"
+    lambda_S: float = 1.0
+    lambda_T: float = 1.0
+    lambda_stccl: float = 1.0           # overall weight of lambda_S SCC + lambda_T TCC in L_G
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    aux: AuxConfig = field(default_factory=AuxConfig)
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 10
+    ckpt_every: int = 200
+    threads: int = 0                    # torch CPU threads (0: leave torch's default)
+
+
+def load_spfem_config(path: str | Path | None, overrides: dict | None = None) -> SpfemConfig:
+    cfg = load_config(SpfemConfig, path, overrides)
+    if cfg.stccl and not cfg.stccl_checkpoint:
+        raise StcclError(f"{path}: stccl is true but stccl_checkpoint is empty; point it at a metric checkpoint "
+                         f"(reports/runs/<metric run>/ckpt_last.pt from `stccl train-metric`)")
+    if cfg.size != cfg.aux.size:
+        raise StcclError(f"{path}: size ({cfg.size}) and aux.size ({cfg.aux.size}) must match")
+    if not 0.0 <= cfg.p_reference <= 1.0:
+        raise StcclError(f"{path}: p_reference must lie in [0, 1], got {cfg.p_reference}")
+    return cfg
+
+
+def build_stccl_term(cfg: SpfemConfig, device: torch.device) -> StcclTerm | None:
+    """The frozen STCCL loss as a callable (input_clip, generated_clip) -> (scalar, parts), or None."""
+    if not cfg.stccl:
+        return None
+    try:
+        from stccl.losses import STCCLLoss
+    except ModuleNotFoundError as exc:
+        raise StcclError(f"stccl.losses is not available ({exc}); set stccl: false or install the full kit") from None
+    path = Path(cfg.stccl_checkpoint)
+    if not path.is_file():
+        raise StcclError(f"stccl_checkpoint not found: {path}; train one with "
+                         f"`stccl train-metric --config params/metric_default.yaml --out ...`")
+    loss = STCCLLoss.from_checkpoint(path, variant=cfg.stccl_variant, lambda_S=cfg.lambda_S, lambda_T=cfg.lambda_T)
+    return loss.to(device)
+
+
+class SpfemLosses(nn.Module):
+    """The generator and discriminator objectives; frozen aux nets and the STCCL term are plugged in."""
+
+    def __init__(self, cfg: SpfemConfig, emotion_net: nn.Module, identity_net: nn.Module,
+                 stccl_term: StcclTerm | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.emotion_net = emotion_net
+        self.identity_net = identity_net
+        self.stccl_term = stccl_term
+
+    def generator_loss(self, G: nn.Module, D: nn.Module, x: torch.Tensor, e_src: torch.Tensor,
+                       e_tgt: torch.Tensor, reference: torch.Tensor | None = None,
+                       ref_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        # x: (B, T, 3, H, W); e_src, e_tgt: (B,); reference: (B, T, 3, H, W) used where ref_mask (B,) is set
+        cfg = self.cfg
+        B, T = x.shape[:2]
+        fake = G(x, emotion=e_tgt)  # (B, T, 3, H, W)
+        if reference is not None and ref_mask is not None and bool(ref_mask.any()):
+            fake_ref = G(x[ref_mask], reference=reference[ref_mask])
+            fake = _scatter(fake, ref_mask, fake_ref)
+        frames = fake.flatten(0, 1)  # (B*T, 3, H, W)
+        src_frames = x.flatten(0, 1)
+        parts: dict[str, torch.Tensor] = {}
+        logits = D(frames)
+        parts["adv"] = F.mse_loss(logits, torch.ones_like(logits))
+        parts["cls"] = F.cross_entropy(self.emotion_net(frames), e_tgt.repeat_interleave(T))
+        parts["rec"] = (G(x, emotion=e_src) - x).abs().mean()
+        parts["cyc"] = (G(fake, emotion=e_src) - x).abs().mean()
+        with torch.no_grad():
+            id_src = self.identity_net(src_frames)
+        parts["id"] = (1 - (self.identity_net(frames) * id_src).sum(1)).mean()
+        total = (cfg.lambda_adv * parts["adv"] + cfg.lambda_cls * parts["cls"] + cfg.lambda_rec * parts["rec"]
+                 + cfg.lambda_cyc * parts["cyc"] + cfg.lambda_id * parts["id"])
+        if self.stccl_term is not None:
+            stccl, _ = self.stccl_term(x, fake)
+            parts["stccl"] = stccl
+            total = total + cfg.lambda_stccl * stccl
+        return total, parts, fake
+
+    def discriminator_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        # real, fake: (B, T, 3, H, W); LSGAN
+        lr, lf = D(real), D(fake.detach())
+        return 0.5 * (F.mse_loss(lr, torch.ones_like(lr)) + F.mse_loss(lf, torch.zeros_like(lf)))
+
+
+def _scatter(full: torch.Tensor, mask: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+    """A copy of `full` (B, ...) whose rows where mask (B,) is set are replaced by `part` (mask.sum(), ...)."""
+    out = full.clone()
+    out[mask] = part
+    return out
+
+
+class BatchSampler:
+    """Batches as a deterministic function of (seed, step): resume reproduces the data order."""
+
+    def __init__(self, cfg: SpfemConfig, dist_info):
+        self.cfg = cfg
+        self.dist = dist_info
+        tests = resolve_test_actors(cfg.data_root, list(cfg.test_actors) if cfg.test_actors is not None else None)
+        held_out = list(tests) + list(cfg.val_actors)
+        self.src = ClipWindowDataset(cfg.data_root, T=cfg.T, split="train", test_actors=held_out, size=cfg.size,
+                                     emotions=cfg.source_emotions)
+        self.ref = None
+        if cfg.p_reference > 0:
+            self.ref = ClipWindowDataset(cfg.data_root, T=cfg.T, split="train", test_actors=held_out, size=cfg.size)
+            # window -> (emotion, actor) of its clip, to draw a reference of the target emotion from someone else
+            clip_emotion = np.array([EMOTIONS.index(c[1]) for c in self.ref.clips])
+            clip_actor = np.array([c[0] for c in self.ref.clips])
+            self.ref_emotion = clip_emotion[self.ref._clip_of]
+            self.ref_actor = clip_actor[self.ref._clip_of]
+
+    def batch(self, step: int) -> dict:
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, step])
+        world = self.dist.world_size
+        picks = rng.integers(len(self.src), size=cfg.batch_size * world)[self.dist.rank::world]
+        items = [self.src[int(i)] for i in picks]
+        x = torch.stack([it["frames"] for it in items])  # (B, T, 3, H, W)
+        e_src = torch.tensor([it["emotion_idx"] for it in items])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        e_tgt = random_other_emotion(e_src, len(EMOTIONS), gen)
+        out = {"x": x, "e_src": e_src, "e_tgt": e_tgt, "actors": [it["actor"] for it in items]}
+        if self.ref is not None:
+            ref_mask = torch.from_numpy(rng.random(len(items)) < cfg.p_reference)
+            refs = []
+            for b, it in enumerate(items):
+                if not ref_mask[b]:
+                    refs.append(torch.zeros_like(it["frames"]))
+                    continue
+                ok = np.flatnonzero((self.ref_emotion == int(e_tgt[b])) & (self.ref_actor != it["actor"]))
+                if len(ok) == 0:
+                    ref_mask[b] = False
+                    refs.append(torch.zeros_like(it["frames"]))
+                    continue
+                refs.append(self.ref[int(ok[rng.integers(len(ok))])]["frames"])
+            out["reference"] = torch.stack(refs)
+            out["ref_mask"] = ref_mask
+        return out
+
+
+def train_spfem(cfg: SpfemConfig, out: str | Path, resume: bool = False, progress: bool = True,
+                stccl_term: StcclTerm | None = None, stop_at_step: int | None = None) -> Path:
+    """Train one SPFEM run into `out`; returns the run folder.
+
+    `stccl_term` overrides the configured STCCL loss; `stop_at_step` stops early
+    after saving a checkpoint there (to test or schedule resumption).
+    """
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    dist_info = init_distributed(device)
+    device = local_device(device, dist_info)
+    try:
+        run = RunDir(out, cfg, dist_info, resume=resume, kind="spfem")
+        seed_everything(cfg.seed + dist_info.rank)
+        # aux nets: trained once per dataset (rank 0 first so the others read the cache)
+        aux_names = ["emotion_train", "identity_train"]
+        if dist_info.is_main:
+            aux = load_aux_nets(cfg.data_root, aux_names, cfg.aux, device, progress)
+        if dist_info.enabled:
+            from stccl.distributed import barrier
+            barrier(dist_info)
+            if not dist_info.is_main:
+                aux = load_aux_nets(cfg.data_root, aux_names, cfg.aux, device, progress=False)
+        seed_everything(cfg.seed + dist_info.rank)
+        if stccl_term is None:
+            stccl_term = build_stccl_term(cfg, device)
+        models = nn.ModuleDict({"generator": Generator(cfg.generator), "discriminator": PatchDiscriminator(cfg.discriminator)}).to(device)
+        opt = {"g": torch.optim.Adam(models["generator"].parameters(), lr=cfg.lr_g, betas=(0.5, 0.999)),
+               "d": torch.optim.Adam(models["discriminator"].parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))}
+        start = 0
+        ckpt = run.load_for_resume(device) if resume else None
+        if ckpt is not None:
+            models.load_state_dict(ckpt["model"])
+            for k in opt:
+                opt[k].load_state_dict(ckpt["optimizer"][k])
+            set_rng_state(ckpt["rng"])
+            start = int(ckpt["step"])
+        # Under torchrun the gradients are averaged by hand after each backward (`_sync_grads`)
+        # rather than by DDP wrappers: the generator runs 3-4 times per step (fake, rec, cycle,
+        # reference), which DDP's one-forward-one-backward bookkeeping does not allow.
+        G, D = models["generator"], models["discriminator"]
+        if dist_info.enabled:
+            from torch.distributed import broadcast
+            for t in models.state_dict().values():  # every rank starts from rank 0's weights
+                broadcast(t, src=0)
+        losses = SpfemLosses(cfg, aux["emotion_train"], aux["identity_train"], stccl_term)
+        sampler = BatchSampler(cfg, dist_info)
+        bar = tqdm(range(start, cfg.steps), desc=f"spfem {cfg.name}", initial=start, total=cfg.steps,
+                   disable=not (progress and dist_info.is_main))
+        t0 = time.perf_counter()
+        for step in bar:
+            b = sampler.batch(step)
+            x, e_src, e_tgt = b["x"].to(device), b["e_src"].to(device), b["e_tgt"].to(device)
+            ref = b.get("reference")
+            ref_mask = b.get("ref_mask")
+            g_loss, parts, fake = losses.generator_loss(
+                G, D, x, e_src, e_tgt, None if ref is None else ref.to(device),
+                None if ref_mask is None else ref_mask.to(device))
+            check_finite(g_loss.detach(), step, run.path)
+            opt["g"].zero_grad(set_to_none=True)
+            g_loss.backward()
+            _sync_grads(G, dist_info)
+            opt["g"].step()
+            d_loss = losses.discriminator_loss(D, x, fake)
+            check_finite(d_loss.detach(), step, run.path)
+            opt["d"].zero_grad(set_to_none=True)
+            d_loss.backward()
+            _sync_grads(D, dist_info)
+            opt["d"].step()
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                rec = {"step": done, "loss_g": float(all_reduce_mean(g_loss.detach(), dist_info)),
+                       "loss_d": float(all_reduce_mean(d_loss.detach(), dist_info))}
+                rec.update({f"g_{k}": float(all_reduce_mean(v.detach(), dist_info)) for k, v in parts.items()})
+                rec["sec_per_step"] = (time.perf_counter() - t0) / max(1, done - start)
+                run.log(rec)
+                bar.set_postfix(g=f"{rec['loss_g']:.3f}", d=f"{rec['loss_d']:.3f}")
+            if done % cfg.ckpt_every == 0 or done == cfg.steps or done == stop_at_step:
+                run.save(done, models, opt, extra={"name": cfg.name})
+            if done == stop_at_step:
+                break
+        return run.path
+    finally:
+        cleanup(dist_info)
+
+
+def _sync_grads(module: nn.Module, dist_info) -> None:
+    """Average gradients over ranks (no-op on one process); unused parameters count as zero."""
+    if not dist_info.enabled:
+        return
+    import torch.distributed as dist
+
+    for p in module.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad /= dist_info.world_size
+
+
+def load_generator(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[Generator, SpfemConfig]:
+    """The trained generator of a run folder (eval mode) and its config."""
+    from stccl.config import from_dict
+    from stccl.runs import load_checkpoint
+
+    run_dir = Path(run_dir)
+    ckpt = load_checkpoint(run_dir / "ckpt_last.pt", map_location=device)
+    cfg_dict = {k: v for k, v in ckpt["config"].items() if k != "kind"}
+    if ckpt["config"].get("kind") != "spfem":
+        raise StcclError(f"{run_dir}/ckpt_last.pt is not an SPFEM run (kind {ckpt['config'].get('kind')!r}); "
+                         f"pass a folder written by `stccl train-spfem`")
+    cfg = from_dict(SpfemConfig, cfg_dict, where=str(run_dir / "ckpt_last.pt"))
+    G = Generator(cfg.generator)
+    G.load_state_dict({k[len("generator."):]: v for k, v in ckpt["model"].items() if k.startswith("generator.")})
+    G.eval().to(device)
+    for p in G.parameters():
+        p.requires_grad_(False)
+    return G, cfg
+
+
+def _parse_sets(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise StcclError(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def _cmd_train(args) -> int:
+    overrides = _parse_sets(args.set)
+    for key in ("seed", "steps", "data_root", "stccl_checkpoint", "device"):
+        val = getattr(args, key)
+        if val is not None:
+            overrides[key] = val
+    if args.config is None:
+        raise StcclError("give --config params/spfem_*.yaml")
+    base = load_yaml(args.config)
+    # nested sections given by --set a.b=v are merged into the YAML mapping
+    for k in [k for k in overrides if "." in k]:
+        head, tail = k.split(".", 1)
+        base.setdefault(head, {})[tail] = overrides.pop(k)
+    base.update(overrides)
+    import tempfile
+
+    import yaml
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
+        yaml.safe_dump(base, fh)
+    try:
+        cfg = load_spfem_config(fh.name)
+    except StcclError as exc:
+        raise StcclError(str(exc).replace(fh.name, str(args.config))) from None
+    finally:
+        Path(fh.name).unlink(missing_ok=True)
+    out = args.out or f"reports/runs/{Path(args.config).stem}_s{cfg.seed}"
+    if args.dry_run:
+        from stccl.config import to_dict
+        from stccl.io import to_json
+
+        print(to_json({"out": out, "config": to_dict(cfg)}))
+        return 0
+    path = train_spfem(cfg, out, resume=args.resume, progress=not args.no_progress, stop_at_step=args.stop_at_step)
+    print(f"spfem run written to {path}")
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("train-spfem", help="train the SPFEM generator (baseline or +STCCL)",
+                       description="Train the compact SPFEM generator without paired targets; STCCL is added "
+                                   "when the config sets stccl: true.")
+    p.add_argument("--config", required=True, help="params/spfem_*.yaml")
+    p.add_argument("--out", default=None, help="run folder (default reports/runs/<config stem>_s<seed>)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--data-root", dest="data_root", default=None, help="override data_root")
+    p.add_argument("--stccl-checkpoint", dest="stccl_checkpoint", default=None, help="override stccl_checkpoint")
+    p.add_argument("--device", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key (YAML value), e.g. --set lambda_stccl=2 --set aux.steps=300")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--stop-at-step", dest="stop_at_step", type=int, default=None,
+                   help="stop after this step (a checkpoint is saved there); continue later with --resume")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    p.set_defaults(func=_cmd_train)
