@@ -1,0 +1,140 @@
+"""The runner: params validation, plan / --dry-run, skip and --force, and stopping at a failing notebook.
+
+A fake notebook folder (tiny py:percent notebooks that only write files) stands in for the real ones, so
+these tests exercise papermill and the skip logic in a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stccl import reproduce
+from stccl.io import StcclError
+
+NB = '''# %% tags=["parameters"]
+params_file = "p.yaml"
+data_root = None
+preset = None
+device = "auto"
+seeds = None
+run_name = None
+force = False
+
+# %%
+from pathlib import Path
+from stccl.reproduce import notebook_context, record_outputs
+params, paths = notebook_context(params_file, data_root, preset, device, seeds, run_name)
+out = paths.run_dir / "{name}.txt"
+n = int(out.read_text()) + 1 if out.exists() else 1
+out.write_text(str(n))
+{extra}
+record_outputs(paths, "{name}", {{"count": out}}, {{"n": n}})
+'''
+
+
+@pytest.fixture()
+def project(tmp_path, monkeypatch):
+    """A project root with notebooks/01..06 that count their executions; 03 fails when FAIL exists."""
+    (tmp_path / "notebooks").mkdir()
+    for name in reproduce.NOTEBOOKS:
+        extra = 'if Path("FAIL").exists():\n    raise RuntimeError("planned failure")' if name.startswith("03") else ""
+        (tmp_path / "notebooks" / f"{name}.py").write_text(NB.format(name=name, extra=extra))
+    params = {"run_dir": "runs/t", "report_dir": "rep/t", "data_root": "data",
+              "notebooks": ["01_data_prep", "03_train_metric", "04_train_spfem"]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _count(root: Path, name: str) -> int:
+    p = root / "runs" / "t" / f"{name}.txt"
+    return int(p.read_text()) if p.exists() else 0
+
+
+def test_params_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"notebooks": ["01_data_prep", "99_nope"]}))
+    with pytest.raises(StcclError, match=r"bad\.yaml.*99_nope"):
+        reproduce.load_params(bad)
+    bad.write_text(yaml.safe_dump({"tau": 0.1}))
+    with pytest.raises(StcclError, match=r"bad\.yaml.*tau"):
+        reproduce.load_params(bad)
+    bad.write_text(yaml.safe_dump({"ablation": {"runs": [{"name": "a", "factor": "f", "level": "1"},
+                                                         {"name": "a", "factor": "f", "level": "2"}]}}))
+    with pytest.raises(StcclError, match="duplicate"):
+        reproduce.load_params(bad)
+
+
+def test_shipped_params_load():
+    root = Path(__file__).resolve().parents[1]
+    for name in ("smoke", "default"):
+        params, paths = reproduce.load_params(root / "params" / f"{name}.yaml")
+        assert paths.run_dir == Path("reports/runs") / name
+        assert paths.report_dir == Path("reports") / name
+        assert len(params.ablation.runs) >= 5
+        factors = {r.factor for r in params.ablation.runs}
+        assert {"variant", "correlations", "adaptive weighting", "tau", "window T", "lambda_T"} <= factors
+
+
+def test_dry_run_only_and_unknown(project, capsys):
+    assert reproduce.reproduce("p.yaml", dry_run=True) == 0
+    out = capsys.readouterr().out
+    assert "01_data_prep" in out and "04_train_spfem" in out and "02_correlation" not in out
+    assert not (project / "runs").exists()  # a dry run writes nothing
+    steps, _ = reproduce.plan("p.yaml", only="03,04")
+    assert [s.notebook for s in steps] == ["03_train_metric", "04_train_spfem"]
+    with pytest.raises(StcclError, match="07"):
+        reproduce.plan("p.yaml", only="07")
+    with pytest.raises(StcclError, match="02_correlation_analysis"):
+        reproduce.plan("p.yaml", only="02")  # known notebook, but not in this params file
+
+
+def test_run_skip_force_and_failure(project, capsys):
+    assert reproduce.reproduce("p.yaml", progress=False) == 0
+    assert [_count(project, n) for n in ("01_data_prep", "03_train_metric", "04_train_spfem")] == [1, 1, 1]
+    assert (project / "runs/t/03_train_metric.ipynb").is_file()
+    assert json.loads((project / "runs/t/.status/03_train_metric.json").read_text())["status"] == "ok"
+    # everything done: the plan skips all, a rerun executes nothing
+    assert {s.action for s in reproduce.plan("p.yaml")[0]} == {"skip"}
+    assert reproduce.reproduce("p.yaml", progress=False) == 0
+    assert _count(project, "01_data_prep") == 1
+    # a declared output that disappeared makes its step run again
+    (project / "runs/t/04_train_spfem.txt").unlink()
+    assert [s.action for s in reproduce.plan("p.yaml")[0]] == ["skip", "skip", "run"]
+    assert reproduce.reproduce("p.yaml", progress=False) == 0
+    assert [_count(project, n) for n in ("01_data_prep", "03_train_metric", "04_train_spfem")] == [1, 1, 1]
+    # --force reruns the chosen steps only
+    assert reproduce.reproduce("p.yaml", only="01", force=True, progress=False) == 0
+    assert _count(project, "01_data_prep") == 2 and _count(project, "03_train_metric") == 1
+    # a failing notebook stops the run, names the cell, keeps the executed notebook, later steps do not run
+    (project / "FAIL").write_text("")
+    capsys.readouterr()
+    assert reproduce.reproduce("p.yaml", force=True, progress=False) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] 03_train_metric" in out and "RuntimeError: planned failure" in out and "cell " in out
+    assert "04_train_spfem" not in out.split("[FAIL]")[1].split("executed notebook saved")[0]
+    status = json.loads((project / "runs/t/.status/03_train_metric.json").read_text())
+    assert status["status"] == "failed"
+    nb = json.loads((project / "runs/t/03_train_metric.ipynb").read_text())
+    assert any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", []))
+    assert _count(project, "04_train_spfem") == 1  # not re-executed after the failure
+    assert reproduce.plan("p.yaml")[0][1].action == "run"  # the failed step is not skipped next time
+
+
+def test_cli_exit_codes(project):
+    from stccl.cli import main
+
+    assert main(["reproduce", "--params", "p.yaml", "--dry-run"]) == 0
+    assert main(["reproduce", "--params", "p.yaml", "--only", "09"]) == 2
+    assert main(["reproduce", "--params", "missing.yaml", "--dry-run"]) == 2
+
+
+def test_merge_dotted_overrides():
+    base = {"T": 5, "loss": {"tau": 0.07, "adaptive": True}}
+    out = reproduce._merge(base, {"loss.tau": 0.05, "T": 3, "net": {"arch": "x"}})
+    assert out == {"T": 3, "loss": {"tau": 0.05, "adaptive": True}, "net": {"arch": "x"}}
+    assert base["loss"]["tau"] == 0.07  # the base mapping is not modified
