@@ -23,7 +23,11 @@ target emotion. For every clip and method this measures, on sampled frames:
   correlation against the baseline output tells whether the methods agree
   with each other more than with the source.
 
-LSE-D (SyncNet) needs downloaded weights and is not computed.
+- LSE-D / LSE-C (SyncNet, stccl.syncnet): only when the user supplies the
+  public syncnet_v2.model (--syncnet-weights or $STCCL_SYNCNET_WEIGHTS);
+  every frame of the source and method panels is cropped around its dlib
+  landmark box and scored against the clip's audio. Without the file the
+  table says "not computed" and where to put it.
 """
 
 from __future__ import annotations
@@ -103,13 +107,42 @@ def lagged_pearson(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[float, i
     return best, best_lag
 
 
+def panel_lse(video: Path, row, analyses: dict, idx: np.ndarray, frames: np.ndarray | None, fps: float,
+              net) -> dict:
+    """SyncNet scores {role: {"lse_d", "lse_c", "offset", "windows"} or None} of every panel.
+
+    `analyses[role]["landmarks"]` on frames `idx` give the face boxes;
+    `frames` are all frames of the clip in order, or None to decode them
+    again (when only some frames were sampled). A panel with no face on any
+    sampled frame gets None.
+    """
+    from stccl import syncnet
+    from stccl.video import read_audio, read_frames, split_panel
+
+    sound = read_audio(video)
+    if sound is None:
+        raise StcclError(f"{video}: no audio stream, so LSE-D cannot be computed; "
+                         f"unset {syncnet.ENV_VAR} / --syncnet-weights to skip it")
+    if frames is None:
+        frames, _ = read_frames(video)
+    size, gap = int(row["panel_size"]), int(row["panel_gap"])
+    out = {}
+    for role in ("source",) + METHODS:
+        panel = split_panel(frames, _role_index(row, role), size, gap, source=video)  # (N, H, size, 3)
+        boxes = syncnet.boxes_from_landmarks(analyses[role]["landmarks"], idx, len(panel))
+        out[role] = None if boxes is None else syncnet.lse(syncnet.crop_faces(panel, boxes), sound[0], fps,
+                                                            sound[1], net)
+    return out
+
+
 def evaluate_clip(video: Path, row, stride: int = 1, max_frames: int | None = None,
-                  embed_stride: int = 6) -> dict:
+                  embed_stride: int = 6, syncnet=None) -> dict:
     """Measure every method panel of one side-by-side clip against its source panel.
 
     Landmarks on frames sample_indices(stride, max_frames); embeddings on
     every `embed_stride`-th of those (the embedder is ~15x slower than the
-    landmarks). Returns {"rows": [per-method dicts], "embeddings": {role: (M, 128)},
+    landmarks); SyncNet scores on every frame when `syncnet` (a loaded
+    stccl.syncnet.SyncNet) is given. Returns {"rows": [per-method dicts], "embeddings": {role: (M, 128)},
     "sampled": [...], "embedded": [...]}.
     """
     from stccl import faces
@@ -141,6 +174,9 @@ def evaluate_clip(video: Path, row, stride: int = 1, max_frames: int | None = No
     step = int(np.median(np.diff(idx))) if len(idx) > 1 else 1  # frames between samples
     max_lag = max(1, round(4 / step))  # about +-4 frames (0.16 s at 25 fps)
     base_open = faces.mouth_opening(res["baseline"]["landmarks"])
+    # every frame decoded in order already when nothing was skipped
+    sync = None if syncnet is None else panel_lse(video, row, res, idx, frames if stride <= 1 and not max_frames else None,
+                                                  fps, syncnet)
     rows, embs = [], {"source": src["embeddings"][emb_mask & src["found"]]}
     for m in METHODS:
         r = res[m]
@@ -163,6 +199,11 @@ def evaluate_clip(video: Path, row, stride: int = 1, max_frames: int | None = No
             "frames_sampled": int(len(idx)), "frames_with_face": int(both.sum()),
             "frames_embedded": int(emb_both.sum()),
         })
+        if sync is not None:
+            nan = {"lse_d": float("nan"), "lse_c": float("nan"), "offset": float("nan")}  # no face in that panel
+            mine, src_s = sync[m] or nan, sync["source"] or nan
+            rows[-1].update({"lse_d": mine["lse_d"], "lse_c": mine["lse_c"], "lse_offset": mine["offset"],
+                             "source_lse_d": src_s["lse_d"], "source_lse_c": src_s["lse_c"]})
         embs[m] = r["embeddings"][emb_mask & r["found"]]
     return {"rows": rows, "embeddings": embs, "sampled": idx.tolist(),
             "embedded": idx[emb_mask].tolist(), "fps": fps, "num_frames": info.num_frames}
@@ -222,25 +263,46 @@ def _figure(df, fad: dict, path: Path) -> None:
 
 
 def markdown_table(summary) -> str:
+    has_lse = "lse_d" in summary.columns
     cols = ["method", "CSIM ↑", "FAD ↓", "mouth dist (IOD) ↓", "mouth-open r ↑", "r at best lag", "median lag", "mouth-open r vs baseline",
-            "clips", "frames"]
+            "clips", "frames"] + ["LSE-D ↓", "LSE-C ↑", "source LSE-D / LSE-C"] * has_lse
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, s in summary.iterrows():
+        lse = (f" {s['lse_d']:.3f} ± {s['lse_d_sd']:.3f} | {s['lse_c']:.3f} ± {s['lse_c_sd']:.3f} | "
+               f"{s['source_lse_d']:.3f} / {s['source_lse_c']:.3f} |") if has_lse else ""
         lines.append(f"| {METHOD_LABELS[s['method']]} | {s['csim']:.3f} ± {s['csim_sd']:.3f} | {s['fad']:.4f} | "
                      f"{s['mouth_dist']:.4f} ± {s['mouth_dist_sd']:.4f} | {s['mouth_open_r']:.3f} ± {s['mouth_open_r_sd']:.3f} | "
                      f"{s['mouth_open_r_best_lag']:.3f} | {s['median_best_lag_frames']:+.0f} | "
                      f"{'—' if not np.isfinite(s['mouth_open_r_vs_baseline']) else format(s['mouth_open_r_vs_baseline'], '.3f')} | "
-                     f"{int(s['clips'])} | {int(s['frames'])} |")
+                     f"{int(s['clips'])} | {int(s['frames'])} |" + lse)
     return "\n".join(lines) + "\n"
+
+
+def lse_note(weights: Path | None) -> str:
+    """The table's sentence on LSE-D / LSE-C: how they were computed, or why not and how to enable them."""
+    from stccl import syncnet as sn
+
+    if weights is None:
+        return (f"LSE-D / LSE-C (SyncNet) are {sn.NOT_COMPUTED}: they need the public syncnet_v2.model weights, "
+                f"which the kit cannot download; {sn.WEIGHTS_HINT} (or pass --syncnet-weights).")
+    return (f"LSE-D / LSE-C: SyncNet ({weights}) on every frame of each panel cropped around its dlib landmark "
+            "box, against the clip's audio, offsets -15..15 frames (LSE-D = min over offsets of the mean "
+            "distance, lower better; LSE-C = median minus min, higher better); source = the same on the "
+            "source panel.")
 
 
 def eval_clips(clips_dir: str | Path, manifest: str | Path | None = None, out: str | Path = "reports/real_clips",
                stride: int = 1, max_frames: int | None = None, embed_stride: int = 6,
-               limit: int | None = None) -> dict:
-    """Run the evaluation over every clip of the manifest and write CSV, Markdown and PNG to `out`."""
+               limit: int | None = None, syncnet_weights: str | Path | None = None) -> dict:
+    """Run the evaluation over every clip of the manifest and write CSV, Markdown and PNG to `out`.
+
+    LSE-D/LSE-C are added when `syncnet_weights` or $STCCL_SYNCNET_WEIGHTS
+    names the SyncNet weight file (checked before any clip is read).
+    """
     import pandas as pd
     from tqdm import tqdm
 
+    from stccl import syncnet as sn
     from stccl.metrics import frechet_distance
 
     t0 = time.perf_counter()
@@ -254,9 +316,11 @@ def eval_clips(clips_dir: str | Path, manifest: str | Path | None = None, out: s
     for name in df["clip"]:
         if not (clips_dir / name).is_file():
             raise StcclError(f"{man_path}: clip {name} listed but {clips_dir / name} does not exist")
+    weights = sn.syncnet_weights_path(syncnet_weights)
+    net = None if weights is None else sn.load_syncnet(weights)
     rows, embs, sampling = [], {r: [] for r in ("source",) + METHODS}, {}
     for _, row in tqdm(list(df.iterrows()), desc="eval-clips", unit="clip"):
-        res = evaluate_clip(clips_dir / row["clip"], row, stride, max_frames, embed_stride)
+        res = evaluate_clip(clips_dir / row["clip"], row, stride, max_frames, embed_stride, syncnet=net)
         rows += res["rows"]
         for k, v in res["embeddings"].items():
             embs[k].append(v)
@@ -282,6 +346,11 @@ def eval_clips(clips_dir: str | Path, manifest: str | Path | None = None, out: s
         "frames": [int(g.get_group(m)["frames_with_face"].sum()) for m in METHODS],
         "embeddings": [len(pooled[m]) for m in METHODS],
     })
+    if net is not None:
+        for col in ("lse_d", "lse_c"):
+            summary[col] = [g.get_group(m)[col].mean() for m in METHODS]
+            summary[col + "_sd"] = [g.get_group(m)[col].std(ddof=0) for m in METHODS]
+            summary["source_" + col] = [g.get_group(m)["source_" + col].mean() for m in METHODS]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     seconds = time.perf_counter() - t0
@@ -302,20 +371,27 @@ def eval_clips(clips_dir: str | Path, manifest: str | Path | None = None, out: s
              "mean L2 of mouth landmarks 48-67 after a similarity fit on eye/nose points, in inter-ocular "
              "distances; mouth-open r = Pearson r over time of inner-lip gap / mouth width vs the source; "
              "r at best lag = the best r over shifts of up to about 4 frames, median lag in frames (negative: "
-             "output ahead of source); r vs baseline = the same correlation against the baseline output. "
-             "LSE-D (SyncNet) is not computed: it needs downloaded weights.\n")
+             "output ahead of source); r vs baseline = the same correlation against the baseline output. ")
+    notes += lse_note(weights) + "\n"
     atomic_write_text(out / "table.md", header + markdown_table(summary) + "\n".join(paired_md) + "\n" + notes)
     _figure(per_clip, fad, out / "figure.png")
     atomic_write_json(out / "sampling.json", {"manifest": str(man_path), "stride": stride, "max_frames": max_frames,
                                               "embed_stride": embed_stride, "seconds": round(seconds, 1),
+                                              "syncnet_weights": None if weights is None else str(weights),
                                               "clips": sampling})
     return {"summary": summary, "per_clip": per_clip, "seconds": seconds, "out": str(out)}
 
 
 def _cmd_eval_clips(args) -> int:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     res = eval_clips(args.clips, args.manifest, args.out, stride=args.stride, max_frames=args.max_frames,
-                     embed_stride=args.embed_stride, limit=args.limit)
+                     embed_stride=args.embed_stride, limit=args.limit, syncnet_weights=args.syncnet_weights)
     print(markdown_table(res["summary"]), end="")
+    if "lse_d" not in res["summary"].columns:
+        print(lse_note(None))
     print(f"wrote {res['out']}/per_clip.csv, summary.csv, paired_vs_baseline.csv, table.md, figure.png, sampling.json "
           f"in {res['seconds']:.1f} s")
     return 0
@@ -331,4 +407,7 @@ def add_cli(sub) -> None:
     p.add_argument("--embed-stride", type=int, default=6,
                    help="identity embeddings on every K-th landmark frame (the slow part)")
     p.add_argument("--limit", type=int, default=None, help="only the first N clips of the manifest")
+    p.add_argument("--syncnet-weights", default=None,
+                   help="syncnet_v2.model for LSE-D/LSE-C (default: $STCCL_SYNCNET_WEIGHTS; none: not computed)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for SyncNet (default: torch's choice)")
     p.set_defaults(func=_cmd_eval_clips)
