@@ -32,7 +32,10 @@ target emotion. For every clip and method this measures, on sampled frames:
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -291,9 +294,23 @@ def lse_note(weights: Path | None) -> str:
             "source panel.")
 
 
+_WORKER_NETS: dict = {}
+
+
+def _evaluate_job(job) -> dict:
+    """One clip (in a worker process when --workers > 1); the SyncNet weights load once per process."""
+    video, row, stride, max_frames, embed_stride, weights = job
+    net = None
+    if weights is not None:
+        from stccl import syncnet as sn
+
+        net = _WORKER_NETS.get(str(weights)) or _WORKER_NETS.setdefault(str(weights), sn.load_syncnet(weights))
+    return evaluate_clip(video, row, stride, max_frames, embed_stride, syncnet=net)
+
+
 def eval_clips(clips_dir: str | Path, manifest: str | Path | None = None, out: str | Path = "reports/real_clips",
                stride: int = 1, max_frames: int | None = None, embed_stride: int = 6,
-               limit: int | None = None, syncnet_weights: str | Path | None = None) -> dict:
+               limit: int | None = None, syncnet_weights: str | Path | None = None, workers: int = 1) -> dict:
     """Run the evaluation over every clip of the manifest and write CSV, Markdown and PNG to `out`.
 
     LSE-D/LSE-C are added when `syncnet_weights` or $STCCL_SYNCNET_WEIGHTS
@@ -317,10 +334,20 @@ def eval_clips(clips_dir: str | Path, manifest: str | Path | None = None, out: s
         if not (clips_dir / name).is_file():
             raise StcclError(f"{man_path}: clip {name} listed but {clips_dir / name} does not exist")
     weights = sn.syncnet_weights_path(syncnet_weights)
-    net = None if weights is None else sn.load_syncnet(weights)
+    if weights is not None:
+        sn.load_syncnet(weights)  # a bad weight file fails here, before any clip is read
+    jobs = [(clips_dir / row["clip"], row, stride, max_frames, embed_stride, weights) for _, row in df.iterrows()]
     rows, embs, sampling = [], {r: [] for r in ("source",) + METHODS}, {}
-    for _, row in tqdm(list(df.iterrows()), desc="eval-clips", unit="clip"):
-        res = evaluate_clip(clips_dir / row["clip"], row, stride, max_frames, embed_stride, syncnet=net)
+    workers = max(1, min(workers, len(jobs)))
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            # Clips are independent; dlib and the embedder are single-threaded, so one process per core.
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
+            results = pool.map(_evaluate_job, jobs)
+        else:
+            results = map(_evaluate_job, jobs)
+        results = list(tqdm(results, total=len(jobs), desc="eval-clips", unit="clip"))
+    for (_, row, *_), res in zip(jobs, results):
         rows += res["rows"]
         for k, v in res["embeddings"].items():
             embs[k].append(v)
@@ -346,7 +373,7 @@ def eval_clips(clips_dir: str | Path, manifest: str | Path | None = None, out: s
         "frames": [int(g.get_group(m)["frames_with_face"].sum()) for m in METHODS],
         "embeddings": [len(pooled[m]) for m in METHODS],
     })
-    if net is not None:
+    if weights is not None:
         for col in ("lse_d", "lse_c"):
             summary[col] = [g.get_group(m)[col].mean() for m in METHODS]
             summary[col + "_sd"] = [g.get_group(m)[col].std(ddof=0) for m in METHODS]
@@ -388,7 +415,8 @@ def _cmd_eval_clips(args) -> int:
 
         torch.set_num_threads(args.threads)
     res = eval_clips(args.clips, args.manifest, args.out, stride=args.stride, max_frames=args.max_frames,
-                     embed_stride=args.embed_stride, limit=args.limit, syncnet_weights=args.syncnet_weights)
+                     embed_stride=args.embed_stride, limit=args.limit, syncnet_weights=args.syncnet_weights,
+                     workers=args.workers)
     print(markdown_table(res["summary"]), end="")
     if "lse_d" not in res["summary"].columns:
         print(lse_note(None))
@@ -409,5 +437,6 @@ def add_cli(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N clips of the manifest")
     p.add_argument("--syncnet-weights", default=None,
                    help="syncnet_v2.model for LSE-D/LSE-C (default: $STCCL_SYNCNET_WEIGHTS; none: not computed)")
+    p.add_argument("--workers", type=int, default=2, help="clips evaluated in parallel processes (default 2)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for SyncNet (default: torch's choice)")
     p.set_defaults(func=_cmd_eval_clips)
