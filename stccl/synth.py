@@ -55,6 +55,7 @@ EMOTIONS = ("neutral", "angry", "disgusted", "fear", "happy", "sad", "surprised"
 # Stream tags for np.random.default_rng([seed, TAG, ...]): every random draw is
 # keyed by what it is for, so a clip renders identically in any worker order.
 _TAG_IDENTITY, _TAG_SENTENCE, _TAG_TIMING, _TAG_INTENSITY, _TAG_NOISE, _TAG_RATE = 1, 2, 3, 4, 5, 6
+_TAG_SHARED_MOTION = 7
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ class SynthConfig:
     jpeg_quality: int = 85
     workers: int = 2
     dtw_window: int | None = None   # Sakoe-Chiba band for the alignment (None = unconstrained)
+    shared_motion: bool = False     # opt-in experiment: head pose and blinks follow the sentence timeline
+                                    # (drawn per actor and sentence), so every emotion of a sentence moves
+                                    # alike at aligned frames; default: drawn independently per clip
 
     def validate(self) -> "SynthConfig":
         bad = [e for e in self.emotions if e not in EMOTIONS]
@@ -209,14 +213,37 @@ def blinks(n: int, rate_per_frame: float, rng: np.random.Generator) -> np.ndarra
     return out[:n]
 
 
-def head_pose(n: int, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """Smooth head jitter (N, 4): rotation (rad), tx, ty, log-scale; two sinusoids per axis."""
-    t = np.arange(n, dtype=np.float64)[:, None, None]  # (N, 1, 1)
+def head_pose(n: int, scale: float, rng: np.random.Generator, t: np.ndarray | None = None) -> np.ndarray:
+    """Smooth head jitter (N, 4): rotation (rad), tx, ty, log-scale; two sinusoids per axis.
+
+    `t` (N,): the time of each frame in frames (default 0..N-1)."""
+    t = (np.arange(n, dtype=np.float64) if t is None else np.asarray(t, np.float64))[:, None, None]  # (N, 1, 1)
     amp = np.array([0.05, 0.025, 0.02, 0.025])[None, :, None] * scale  # (1, 4, 1)
     freq = rng.uniform(0.01, 0.06, (1, 4, 2))
     phase = rng.uniform(0, 2 * np.pi, (1, 4, 2))
     weight = rng.uniform(0.3, 1.0, (1, 4, 2))
     return (amp * weight * np.sin(2 * np.pi * freq * t + phase)).sum(-1) / 1.3  # (N, 4)
+
+
+def shared_motion(s: np.ndarray, phonemes: list[str], cfg: SynthConfig, seed: int, actor_idx: int,
+                  clip: int) -> tuple[np.ndarray, np.ndarray]:
+    """Head pose (N, 4) and blinks (N,) as functions of the sentence time s (N,) (`shared_motion: true`).
+
+    Drawn per (actor, sentence), not per emotion: renditions of a sentence move alike at frames with the
+    same sentence time, as if the actor repeated the same head movement on every take. The timeline is
+    s in units of the sentence's mean base phoneme duration, i.e. roughly frames of a neutral take.
+    """
+    rng = _rng(seed, _TAG_SHARED_MOTION, actor_idx, clip)
+    unit = float(np.mean([fm.PHONEMES[p][1] for p in phonemes]))
+    t = s * unit  # (N,) reference frames
+    pose = head_pose(len(s), cfg.pose_jitter, rng, t)
+    shape = np.array([0.45, 1.0, 0.8, 0.4, 0.1])
+    n_ref = int(np.ceil(len(phonemes) * unit))
+    onsets = np.flatnonzero(rng.random(n_ref) < cfg.blink_rate / cfg.fps).astype(np.float64)  # (K,)
+    lag = t[:, None] - onsets[None, :]  # (N, K) reference frames since each onset
+    closure = np.interp(lag, np.arange(len(shape), dtype=np.float64), shape, left=0.0, right=0.0)
+    blink = closure.max(1) if onsets.size else np.zeros(len(s))
+    return pose, blink
 
 
 def plan_clip(cfg: SynthConfig, seed: int, actor_idx: int, emotion: str, clip: int,
@@ -229,13 +256,16 @@ def plan_clip(cfg: SynthConfig, seed: int, actor_idx: int, emotion: str, clip: i
     s = sentence_time_of_frames(durations)
     visemes = [fm.PHONEMES[p][0] for p in phonemes]
     n = len(s)
+    blink, pose = blinks(n, cfg.blink_rate / cfg.fps, rng), head_pose(n, cfg.pose_jitter, rng)
+    if cfg.shared_motion:
+        pose, blink = shared_motion(s, phonemes, cfg, seed, actor_idx, clip)
     return ClipPlan(
         sentence_time=s,
         phoneme_idx=np.floor(s).astype(np.int64),
         speech=fm.speech_trajectory(visemes, s),
         expr=np.repeat(expr.vector()[None], n, 0),
-        blink=blinks(n, cfg.blink_rate / cfg.fps, rng),
-        pose=head_pose(n, cfg.pose_jitter, rng),
+        blink=blink,
+        pose=pose,
         intensity=intensity,
     )
 

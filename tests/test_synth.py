@@ -248,3 +248,21 @@ def test_timing_and_coarticulation_helpers():
     assert np.allclose(fm.EXPRESSIONS["neutral"].vector(), 0)
     half = fm.EXPRESSIONS["happy"].scaled(0.5)
     assert np.isclose(half.corner, 0.5 * fm.EXPRESSIONS["happy"].corner) and half.tempo < fm.EXPRESSIONS["happy"].tempo
+
+
+def test_shared_motion_render_flag_is_opt_in_and_shares_head_motion_across_emotions():
+    # The flag behind the issue-4 temporal experiment: default renders are untouched; with it, head pose
+    # is a function of the sentence time, so two emotions agree at equal sentence times.
+    plain, shared = synth.make_config("tiny"), synth.make_config("tiny", shared_motion=True)
+    assert plain.shared_motion is False
+    phonemes = synth.make_sentence(0, 1, plain)
+    p_n, p_s = (synth.plan_clip(plain, 0, 0, e, 1, phonemes) for e in ("neutral", "sad"))
+    s_n, s_s = (synth.plan_clip(shared, 0, 0, e, 1, phonemes) for e in ("neutral", "sad"))
+    assert np.array_equal(p_n.sentence_time, s_n.sentence_time) and np.array_equal(p_n.speech, s_n.speech)
+
+    def gap(a, b):  # pose of b at a's sentence times, vs a's pose
+        at = np.stack([np.interp(a.sentence_time, b.sentence_time, b.pose[:, k]) for k in range(4)], 1)
+        return float(np.abs(at - a.pose).max())
+
+    assert gap(s_n, s_s) < 0.005 < gap(p_n, p_s)
+    assert s_n.blink.shape == s_n.sentence_time.shape and 0.0 <= s_n.blink.min() <= s_n.blink.max() <= 1.0
