@@ -24,4 +24,4 @@ test:
 	$(BIN)/python -m pytest -q; s=$$?; if [ $$s -eq 5 ]; then echo "no tests collected"; s=0; fi; exit $$s
 
 bench:
-	$(BIN)/python benchmarks/loss_step.py --config tiny
+	$(BIN)/python benchmarks/loss_step.py --config params/metric_tiny.yaml
