@@ -1,6 +1,6 @@
 """Correlation diagnostic (the paper's before/after figure).
 
-    stccl diagnose --checkpoint reports/runs/metric_default/ckpt_last.pt --data ../data/synth_default [--split test]
+    stccl diagnose --checkpoint reports/runs/metric_default/ckpt_last.pt --data data/synth_default [--split test]
     stccl diagnose --checkpoint CKPT --data DIR --untrained     # the same network at initialisation
 
 For held-out (neutral window, emotional window) pairs, every query vector of the

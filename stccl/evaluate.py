@@ -1,7 +1,7 @@
 """Evaluate SPFEM outputs against the synthetic ground truth, and compare runs.
 
     stccl evaluate --run reports/runs/spfem_vd_s0 [--split test]
-    stccl evaluate --baseline copy --data ../data/synth_default --out reports/runs/eval_copy
+    stccl evaluate --baseline copy --data data/synth_default --out reports/runs/eval_copy
     stccl compare reports/runs/spfem_*_s* --out reports/spfem_comparison
 
 For every held-out identity, every source clip (neutral by default) and every

@@ -46,7 +46,7 @@ from stccl.runs import RunDir, check_finite, set_rng_state
 
 @dataclass(frozen=True)
 class MetricTrainConfig:
-    data_root: str = "../data/synth_tiny"
+    data_root: str = "data/synth_tiny"
     align_path: str = ""                        # default: {data_root}/aligned_path.json
     test_actors: tuple[str, ...] | None = None  # default: the data's meta.json (synthetic) or W021 (MEAD)
     size: int | None = None                     # resize frames on load (None: as stored)

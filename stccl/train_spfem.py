@@ -13,6 +13,12 @@ reference window of another train identity showing e_tgt) and trained with
         + l_id   * (1 - cos(E_id(G(x, e_tgt)), E_id(x)))  # same person
         + l_stccl * STCCL(x, G(x, e_tgt))                 # optional: lambda_S SCC + lambda_T TCC
 
+C_train sees the generated frames through a small random shift and noise
+(`cls_shift`, `cls_noise`); `source_emotions` restricts which clips are edited
+(the default configs use neutral sources only, the evaluated task); the
+`g_cls_acc` and `g_change` log entries are diagnostics (C_train accuracy on the
+outputs, mean |output - input|), not losses.
+
 C_train and E_id are frozen aux nets trained on the train identities
 (`stccl.aux_nets`); STCCL is the frozen metric network from
 `stccl train-metric` (`stccl.losses.STCCLLoss.from_checkpoint`). The run
@@ -47,7 +53,7 @@ StcclTerm = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict]"]
 @dataclass(frozen=True)
 class SpfemConfig:
     name: str = "baseline"              # variant label; `stccl compare` groups runs (seeds) by it
-    data_root: str = "../data/synth_tiny"
+    data_root: str = "data/synth_tiny"
     test_actors: tuple[str, ...] | None = None   # default: the data's meta.json test actors
     val_actors: tuple[str, ...] = ()    # train identities held out for tuning (`evaluate --split val`)
     size: int = 64
@@ -63,6 +69,11 @@ class SpfemConfig:
     lambda_rec: float = 10.0
     lambda_cyc: float = 10.0
     lambda_id: float = 2.0
+    # Jitter (random shift of up to cls_shift px, noise of std cls_noise) applied to generated frames
+    # before the training emotion classifier: a perturbation that only fools C_train at one exact pixel
+    # grid does not survive it, so the generator has to change the face itself (0, 0: off).
+    cls_shift: int = 2
+    cls_noise: float = 0.02
     # STCCL (off for the baseline)
     stccl: bool = False
     stccl_checkpoint: str | None = None
@@ -134,7 +145,9 @@ class SpfemLosses(nn.Module):
         parts: dict[str, torch.Tensor] = {}
         logits = D(frames)
         parts["adv"] = F.mse_loss(logits, torch.ones_like(logits))
-        parts["cls"] = F.cross_entropy(self.emotion_net(frames), e_tgt.repeat_interleave(T))
+        cls_logits = self.emotion_net(_jitter(frames, cfg.cls_shift, cfg.cls_noise))  # (B*T, E)
+        tgt_frames = e_tgt.repeat_interleave(T)
+        parts["cls"] = F.cross_entropy(cls_logits, tgt_frames)
         parts["rec"] = (G(x, emotion=e_src) - x).abs().mean()
         parts["cyc"] = (G(fake, emotion=e_src) - x).abs().mean()
         with torch.no_grad():
@@ -146,12 +159,27 @@ class SpfemLosses(nn.Module):
             stccl, _ = self.stccl_term(x, fake)
             parts["stccl"] = stccl
             total = total + cfg.lambda_stccl * stccl
+        # diagnostics, not optimised: does C_train see the target, and how far is the output from the input
+        parts["cls_acc"] = (cls_logits.argmax(1) == tgt_frames).float().mean().detach()
+        parts["change"] = (fake - x).abs().mean().detach()
         return total, parts, fake
 
     def discriminator_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         # real, fake: (B, T, 3, H, W); LSGAN
         lr, lf = D(real), D(fake.detach())
         return 0.5 * (F.mse_loss(lr, torch.ones_like(lr)) + F.mse_loss(lf, torch.zeros_like(lf)))
+
+
+def _jitter(frames: torch.Tensor, shift: int, noise: float) -> torch.Tensor:
+    """frames (N, 3, H, W) moved by one random integer offset in [-shift, shift]^2 (edge padded) plus noise."""
+    if shift > 0:
+        dy, dx = (int(v) for v in torch.randint(-shift, shift + 1, (2,)))
+        pad = F.pad(frames, (shift, shift, shift, shift), mode="replicate")
+        H, W = frames.shape[-2:]
+        frames = pad[..., shift + dy:shift + dy + H, shift + dx:shift + dx + W]
+    if noise > 0:
+        frames = frames + noise * torch.randn_like(frames)
+    return frames
 
 
 def _scatter(full: torch.Tensor, mask: torch.Tensor, part: torch.Tensor) -> torch.Tensor:

@@ -64,6 +64,57 @@ def test_generator_condition_changes_output():
         G(x)  # neither label nor reference
 
 
+@pytest.mark.parametrize("output", ["warp", "warp_blend"])
+def test_warp_output_starts_at_identity_and_learns(output):
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(base_channels=8, num_down=1, num_res=1, code_dim=16, output=output))
+    x = _clip(B=1)
+    y = G(x, emotion=torch.tensor([2]))
+    if output == "warp":
+        assert torch.allclose(y, x, atol=1e-5)  # zero displacement: the input resampled on its own grid
+    y.mean().backward()
+    assert G.flow_head.weight.grad is not None and G.flow_head.weight.grad.abs().sum() > 0
+
+
+def test_code_map_gives_label_a_direct_path():
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(base_channels=8, num_down=1, num_res=1, code_dim=16, code_map=4))
+    x = _clip(B=1)
+    assert torch.allclose(G(x, emotion=torch.tensor([1])), G(x, emotion=torch.tensor([2])))  # zero-initialised
+    G(x, emotion=torch.tensor([1])).mean().backward()
+    assert G.code_to_map.weight.grad.abs().sum() > 0
+    torch.nn.init.normal_(G.code_to_map.weight, std=0.5)
+    assert (G(x, emotion=torch.tensor([1])) - G(x, emotion=torch.tensor([2]))).abs().max() > 1e-3
+
+
+def test_generator_rejects_unknown_output():
+    from stccl.io import StcclError
+
+    with pytest.raises(StcclError, match="generator.output"):
+        Generator(GeneratorConfig(base_channels=8, output="morph"))
+    with pytest.raises(StcclError, match="code_map"):
+        Generator(GeneratorConfig(base_channels=8, output="warp", flow_from_features=False))
+
+
+def test_per_emotion_warp_moves_pixels_by_label_only():
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(base_channels=8, num_down=1, num_res=1, code_dim=16, output="warp", code_map=4,
+                                  flow_from_features=False, max_flow=0.2))
+    torch.nn.init.normal_(G.code_to_flow.weight, std=1.0)
+    x = _clip(B=2)
+    a = G(x, emotion=torch.tensor([1, 1]))
+    b = G(x, emotion=torch.tensor([2, 2]))
+    assert (a - b).abs().max() > 1e-3
+    # a warp only resamples: outputs stay inside each image's value range
+    assert float(a.min()) >= float(x.min()) - 1e-6 and float(a.max()) <= float(x.max()) + 1e-6
+    # a constant image is left unchanged by any displacement (border padding): no colour is invented
+    flat = torch.full_like(x, 0.3)
+    assert torch.allclose(G(flat, emotion=torch.tensor([1, 2])), flat, atol=1e-6)
+    y = G(x, reference=_clip(seed=4))  # reference conditioning reaches the same field
+    y.mean().backward()
+    assert G.code_to_flow.weight.grad.abs().sum() > 0
+
+
 def test_discriminator_patch_logits():
     D = PatchDiscriminator(SMALL_D)
     out = D(_clip())
@@ -118,6 +169,19 @@ def test_stccl_term_changes_generator_gradients_not_metric():
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+def test_cls_jitter_moves_frames_and_keeps_shape():
+    from stccl.train_spfem import _jitter
+
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 16, 16)
+    assert torch.equal(_jitter(x, 0, 0.0), x)
+    moved = [_jitter(x, 2, 0.0) for _ in range(8)]
+    assert all(m.shape == x.shape for m in moved)
+    assert any(not torch.equal(m, x) for m in moved)  # some offsets are non-zero
+    # an offset only moves pixels: every output value is an input value of the same image
+    assert all(set(m[0].flatten().tolist()) <= set(x[0].flatten().tolist()) for m in moved)
+
+
 def test_discriminator_loss_detaches_generator():
     cfg, losses = _losses(None)
     G, D = Generator(SMALL_G), PatchDiscriminator(SMALL_D)
@@ -163,7 +227,7 @@ def test_train_cli_resume_and_load(micro, tmp_path):
     records = [json.loads(line) for line in (out2 / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4]
     assert all(torch.isfinite(torch.tensor(r["loss_g"])) for r in records)
-    assert {"g_adv", "g_cls", "g_rec", "g_cyc", "g_id"} <= set(records[-1])
+    assert {"g_adv", "g_cls", "g_rec", "g_cyc", "g_id", "g_cls_acc", "g_change"} <= set(records[-1])
     G, loaded = load_generator(out2)
     assert loaded.steps == 4 and isinstance(G, Generator)
     config = json.loads((out2 / "config.json").read_text())
