@@ -29,8 +29,9 @@ force = False
 
 # %%
 from stccl import report
-from stccl.reproduce import (evaluate_copy_baseline, evaluate_run, notebook_context, record_outputs,
-                             save_side_by_side, train_spfem_run)
+from stccl.io import read_json
+from stccl.reproduce import (evaluate_copy_baseline, notebook_context, record_outputs, save_side_by_side,
+                             train_and_evaluate)
 
 params, paths = notebook_context(params_file, data_root, preset, device, seeds, run_name)
 metric_ckpt = paths.metric_run / "ckpt_last.pt"
@@ -38,16 +39,15 @@ assert metric_ckpt.is_file() or params.variants == ("baseline",), f"run notebook
 
 # %% [markdown]
 # ## Train and evaluate every variant and seed
+#
+# `jobs` in the params file sets how many runs train at once (each in its own process).
 
 # %%
-runs = {}
-for seed in params.seeds:
-    for variant in params.variants:
-        run = train_spfem_run(params, paths, variant, seed, force=force)
-        ev = evaluate_run(params, run, force=force)
-        runs[(variant, seed)] = run
-        print(f"{variant:8s} seed {seed}: " + ", ".join(f"{k}={v:.4f}" for k, v in ev["summary"].items()
-                                                        if isinstance(v, float)))
+runs = train_and_evaluate(params, paths, force=force)   # params.jobs runs at a time
+for (variant, seed), run in runs.items():
+    ev = read_json(run / "eval.json", "evaluation file")
+    print(f"{variant:8s} seed {seed}: " + ", ".join(f"{k}={v:.4f}" for k, v in ev["summary"].items()
+                                                    if isinstance(v, float)))
 copy_eval = evaluate_copy_baseline(params, paths, runs[(params.variants[0], params.seeds[0])], force=force)
 
 # %% [markdown]

@@ -356,3 +356,40 @@ def batched(fn, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
     if len(x) == 0:
         return x
     return torch.cat([fn(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
+# ---------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------
+
+def _cmd_aux_nets(args) -> int:
+    from stccl.io import to_json
+    from stccl.train_spfem import load_spfem_config
+
+    overrides = {"data_root": args.data_root} if args.data_root else {}
+    cfg = load_spfem_config(args.config, overrides)
+    names = [n.strip() for n in args.nets.split(",") if n.strip()]
+    unknown = [n for n in names if n not in NET_SPECS]
+    if unknown:
+        raise StcclError(f"--nets: unknown aux net(s) {unknown}; expected some of {sorted(NET_SPECS)}")
+    threads = args.threads or cfg.threads
+    if threads > 0:
+        torch.set_num_threads(threads)
+    load_aux_nets(cfg.data_root, names, cfg.aux, "cpu", progress=not args.no_progress)
+    print(to_json({"data_root": str(cfg.data_root), "nets": {n: str(cache_path(cfg.data_root, n, cfg.aux)) for n in names},
+                   "scores": aux_scores(cfg.data_root, names, cfg.aux)}))
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("aux-nets", help="train (or find cached) the auxiliary nets of an SPFEM config",
+                       description="Train the frozen auxiliary nets (emotion classifiers, identity embedders, mouth "
+                                   "regressor) that an SPFEM config uses, on the train identities of its data, and "
+                                   "cache them under {data_root}/.aux. train-spfem and evaluate do this on first "
+                                   "use; this command does it ahead of time (e.g. one net per process).")
+    p.add_argument("--config", required=True, help="params/spfem_*.yaml (its data_root and aux section)")
+    p.add_argument("--data-root", dest="data_root", default=None, help="override data_root")
+    p.add_argument("--nets", default=",".join(NET_SPECS), help="comma-separated names (default: all)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: the config's setting)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    p.set_defaults(func=_cmd_aux_nets)

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-metric": ("stccl.train_metric", "train the STCCL metric network"),
     "diagnose": ("stccl.diagnose", "pos/neg cosine similarity of spatial and temporal correlations"),
     "train-spfem": ("stccl.train_spfem", "train the SPFEM generator, with or without STCCL"),
+    "aux-nets": ("stccl.aux_nets", "train the frozen auxiliary nets (emotion, identity, mouth) ahead of time"),
     "evaluate": ("stccl.evaluate", "evaluate an SPFEM run against synthetic ground truth"),
     "compare": ("stccl.evaluate", "compare evaluated SPFEM runs (mean and std over seeds)"),
     "prep-video": ("stccl.prep", "detect, align and crop faces of one video into the MEAD layout"),

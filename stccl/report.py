@@ -48,7 +48,9 @@ def save_figure(fig, stem: str | os.PathLike, pdf: bool = True) -> list[Path]:
     for ext in ("png", "pdf") if pdf else ("png",):
         path = stem.with_suffix(f".{ext}")
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, dpi=130, bbox_inches="tight")
+            # no creation date in the PDF: a re-run with the same numbers rewrites the same bytes
+            meta = {"CreationDate": None} if ext == "pdf" else {}
+            fig.savefig(tmp, format=ext, dpi=130, bbox_inches="tight", metadata=meta)
         out.append(path)
     return out
 

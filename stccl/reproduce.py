@@ -22,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +87,7 @@ class ReproduceParams:
     seeds: tuple[int, ...] = (0,)              # SPFEM seeds of the main comparison
     device: str = "auto"
     threads: int = 0                           # torch CPU threads in the notebooks (0: torch's default)
+    jobs: int = 1                              # training runs at once, each its own process (cores / threads)
     synth: SynthParams = field(default_factory=SynthParams)
     metric_config: str = "params/metric_tiny.yaml"
     metric_steps: int | None = None            # override the metric config's steps
@@ -150,6 +153,8 @@ def load_params(path: str | os.PathLike) -> tuple[ReproduceParams, Paths]:
         raise StcclError(f"{path}: key 'ablation.runs': duplicate run name(s) {dup}; give every run its own name")
     if not params.seeds:
         raise StcclError(f"{path}: key 'seeds': give at least one seed")
+    if params.jobs < 1:
+        raise StcclError(f"{path}: key 'jobs': must be >= 1, got {params.jobs}")
     stem = path.stem
     run_dir = Path(params.run_dir) if params.run_dir else Path("reports/runs") / stem
     report_dir = Path(params.report_dir) if params.report_dir else Path("reports") / stem
@@ -194,21 +199,65 @@ def notebook_context(params_file: str, data_root: str | None = None, preset: str
 # Glue called by the notebooks: each step is a `stccl` sub-command
 # ---------------------------------------------------------------------------
 
-def run_cli(argv: Sequence[str], capture: bool = False) -> str:
-    """Run `stccl ARGV` in this process; raise StcclError on a non-zero exit. Returns stdout if captured."""
-    from stccl.cli import main
+_WORKER = threading.local()   # set in parallel_map's worker threads: run_cli then starts a process
 
+
+def run_cli(argv: Sequence[str], capture: bool = False) -> str:
+    """Run `stccl ARGV`; raise StcclError on a non-zero exit. Returns stdout if captured.
+
+    In this process normally; in a child process (`python -m stccl`) when called from a `parallel_map`
+    worker, so that concurrent runs neither share stdout redirection nor torch's thread pool.
+    """
     argv = [str(a) for a in argv]
-    out = io.StringIO()
-    err = io.StringIO()
-    with contextlib.ExitStack() as stack:
-        if capture:
-            stack.enter_context(contextlib.redirect_stdout(out))
-        stack.enter_context(contextlib.redirect_stderr(err))
-        rc = main(argv)
+    if getattr(_WORKER, "isolated", False):
+        proc = subprocess.run([sys.executable, "-m", "stccl", *argv], capture_output=True, text=True)
+        rc, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+        if not capture:
+            sys.stdout.write(stdout)
+    else:
+        from stccl.cli import main
+
+        out = io.StringIO()
+        err = io.StringIO()
+        with contextlib.ExitStack() as stack:
+            if capture:
+                stack.enter_context(contextlib.redirect_stdout(out))
+            stack.enter_context(contextlib.redirect_stderr(err))
+            rc = main(argv)
+        stdout, stderr = out.getvalue(), err.getvalue()
     if rc != 0:
-        raise StcclError(f"`stccl {' '.join(argv)}` failed with exit status {rc}: {err.getvalue().strip()[-2000:]}")
-    return out.getvalue()
+        raise StcclError(f"`stccl {' '.join(argv)}` failed with exit status {rc}: {stderr.strip()[-2000:]}")
+    return stdout
+
+
+def parallel_map(fn, items: Sequence, jobs: int = 1) -> list:
+    """`[fn(x) for x in items]`, with up to `jobs` calls at once (their `stccl` commands in child processes).
+
+    Results keep the order of `items`. At the first failure no new call starts; the running ones finish
+    (their outputs are complete or resumable) and the first error is raised.
+    """
+    items = list(items)
+    if jobs <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    def call(x):
+        _WORKER.isolated = True
+        try:
+            return fn(x)
+        finally:
+            _WORKER.isolated = False
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(call, x) for x in items]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for f in pending:
+            f.cancel()
+        wait(futures)
+        for f in futures:
+            if not f.cancelled() and f.exception() is not None:
+                raise f.exception()
+        return [f.result() for f in futures]
 
 
 def ensure_data(params: ReproduceParams, paths: Paths, force: bool = False) -> Path:
@@ -334,6 +383,34 @@ def train_spfem_run(params: ReproduceParams, paths: Paths, variant: str, seed: i
     ov = spfem_overrides(params, paths, variant, seed, metric_ckpt, extra, steps)
     config = derived_config(params.spfem_config, ov, run.parent / f"{run.name}.config.yaml")
     return _train("train-spfem", config, run, load_yaml(config).get("steps"), force)
+
+
+def prepare_aux_nets(params: ReproduceParams, paths: Paths) -> None:
+    """Train the SPFEM config's aux nets ahead of the runs (`stccl aux-nets`), one net per job.
+
+    Runs started in parallel would otherwise each train the nets they find missing from the cache.
+    """
+    from stccl.aux_nets import NET_SPECS
+
+    ov = spfem_overrides(params, paths, "baseline", params.seeds[0])
+    config = derived_config(params.spfem_config, ov, paths.run_dir / "aux_nets.config.yaml")
+    parallel_map(lambda name: run_cli(["aux-nets", "--config", config, "--nets", name, "--no-progress"],
+                                      capture=True), list(NET_SPECS), params.jobs)
+
+
+def train_and_evaluate(params: ReproduceParams, paths: Paths, force: bool = False) -> dict[tuple[str, int], Path]:
+    """Every (variant, seed) SPFEM run of the main comparison, trained and evaluated, `params.jobs` at a time."""
+    if params.jobs > 1:
+        prepare_aux_nets(params, paths)
+    todo = [(variant, seed) for seed in params.seeds for variant in params.variants]
+
+    def one(task: tuple[str, int]) -> Path:
+        variant, seed = task
+        run = train_spfem_run(params, paths, variant, seed, force=force)
+        evaluate_run(params, run, force=force)
+        return run
+
+    return dict(zip(todo, parallel_map(one, todo, params.jobs)))
 
 
 def evaluate_run(params: ReproduceParams, run: Path, force: bool = False) -> dict:
@@ -526,26 +603,47 @@ def flat_scores(ev: dict) -> dict[str, float]:
 
 def run_ablation_batch(params: ReproduceParams, paths: Paths, force: bool = False,
                        progress: bool = True) -> list[dict]:
-    """Execute notebooks/ablation_run.py once per grid YAML with papermill; returns the result rows."""
+    """Execute notebooks/ablation_run.py once per grid YAML with papermill; returns the result rows.
+
+    The distinct metric retrains are done first (grid points share them), then the grid points run,
+    `params.jobs` at a time. `force` clears the grid's folder and starts it over.
+    """
+    import shutil
+
     from tqdm import tqdm
 
-    rows = []
+    a = params.ablation
+    if force and paths.ablation_dir.exists():
+        shutil.rmtree(paths.ablation_dir)
     files = write_ablation_params(params, paths)
-    for r, pfile in tqdm(list(zip(params.ablation.runs, files)), desc="ablations", disable=not progress,
-                         file=sys.stderr):
+    metric_sets: list[dict] = []
+    for r in a.runs:
+        if dict(r.spfem).get("variant", "vd") != "baseline" and dict(r.metric) not in metric_sets:
+            metric_sets.append(dict(r.metric))
+    parallel_map(lambda m: train_metric_run(params, paths, run=ablation_metric_dir(paths, m), extra=m,
+                                            steps=a.metric_steps), metric_sets, params.jobs)
+    bar = tqdm(total=len(a.runs), desc="ablations", disable=not progress, file=sys.stderr)
+
+    def one(item: tuple[AblationRun, Path]) -> dict:
+        r, pfile = item
         folder = paths.ablation_dir / r.name
         nb_out = folder / f"{ABLATION_TEMPLATE}.ipynb"
         status = folder / "status.json"
-        if force or not _step_done(status, nb_out, [folder / "row.json"]):
+        if not _step_done(status, nb_out, [folder / "row.json"]):
             ok, msg, secs = execute_notebook(Path("notebooks") / f"{ABLATION_TEMPLATE}.py", nb_out,
                                              {"params_file": str(paths.params_file), "run_name": r.name,
                                               "data_root": str(paths.data_root), "run_stem": paths.stem,
-                                              "force": bool(force)})
+                                              "force": False})
             _write_status(status, ok, secs, msg)
             if not ok:
                 raise StcclError(f"ablation run {r.name} ({pfile}) failed: {msg}; see {nb_out}")
-        rows.append(read_json(folder / "row.json", f"ablation result of {r.name}"))
-    return rows
+        bar.update(1)
+        return read_json(folder / "row.json", f"ablation result of {r.name}")
+
+    try:
+        return parallel_map(one, list(zip(a.runs, files)), params.jobs)
+    finally:
+        bar.close()
 
 
 # ---------------------------------------------------------------------------

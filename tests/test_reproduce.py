@@ -7,6 +7,7 @@ these tests exercise papermill and the skip logic in a few seconds.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,35 @@ def test_merge_dotted_overrides():
     out = reproduce._merge(base, {"loss.tau": 0.05, "T": 3, "net": {"arch": "x"}})
     assert out == {"T": 3, "loss": {"tau": 0.05, "adaptive": True}, "net": {"arch": "x"}}
     assert base["loss"]["tau"] == 0.07  # the base mapping is not modified
+
+
+REAL_ALIGN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mead" / "aligned_path36.json"
+
+
+def test_parallel_map_keeps_order_and_raises_the_first_error():
+    assert reproduce.parallel_map(lambda x: x * x, range(6), jobs=2) == [0, 1, 4, 9, 16, 25]
+    started = []
+
+    def f(x):
+        started.append(x)
+        if x == 1:
+            raise StcclError("run 1 failed")
+        time.sleep(0.2)
+        return x
+
+    with pytest.raises(StcclError, match="run 1 failed"):
+        reproduce.parallel_map(f, range(8), jobs=2)
+    assert len(started) < 8  # no new call starts after the failure
+
+
+def test_run_cli_in_a_worker_runs_a_child_process(tmp_path):
+    """The same `stccl` command gives the same output in a parallel worker (child process) as in-process."""
+    argv = ["pairs", "--root", str(tmp_path), "--align", str(REAL_ALIGN)]
+    here = reproduce.run_cli(argv, capture=True)
+    there = reproduce.parallel_map(lambda a: reproduce.run_cli(a, capture=True), [argv, argv], jobs=2)
+    assert json.loads(here.strip().splitlines()[-1])["pairs"] == 648
+    assert [json.loads(t.strip().splitlines()[-1]) for t in there] == [json.loads(here.strip().splitlines()[-1])] * 2
+    bad = tmp_path / "nope.json"
+    with pytest.raises(StcclError, match="nope.json"):
+        reproduce.parallel_map(lambda a: reproduce.run_cli(a, capture=True),
+                               [["pairs", "--root", str(tmp_path), "--align", str(bad)]] * 2, jobs=2)
