@@ -126,10 +126,38 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+def merge_overrides(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` on top; dotted keys (a.b) and nested mappings go into sections."""
+    out = dict(base)
+    for key, val in overrides.items():
+        head, _, tail = key.partition(".")
+        if tail:
+            out[head] = merge_overrides(dict(out.get(head) or {}), {tail: val})
+        elif isinstance(val, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_overrides(out[key], val)
+        else:
+            out[key] = val
+    return out
+
+
+def parse_sets(items: list[str] | None) -> dict:
+    """`--set KEY=VALUE` arguments -> {KEY: YAML-parsed VALUE}; KEY may be dotted (loss.tau=0.1)."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise StcclError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise StcclError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+    return out
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: dict | None = None) -> T:
-    """Load `cls` from a YAML file (optional) and apply `overrides` on top."""
+    """Load `cls` from a YAML file (optional) and apply `overrides` (dotted keys allowed) on top."""
     data = load_yaml(path) if path is not None else {}
-    data.update(overrides or {})
+    data = merge_overrides(data, overrides or {})
     return from_dict(cls, data, where=str(path) if path is not None else "config")
 
 

@@ -316,10 +316,9 @@ def _cmd_evaluate(args) -> int:
             _, run_cfg = load_generator(args.like)
             data, size, aux_cfg = data or run_cfg.data_root, run_cfg.size, run_cfg.aux
         if args.aux_set:
-            from stccl.config import from_dict, to_dict
-            from stccl.train_spfem import _parse_sets
+            from stccl.config import from_dict, parse_sets, to_dict
 
-            aux_cfg = from_dict(AuxConfig, {**to_dict(aux_cfg), **_parse_sets(args.aux_set)}, where="--aux-set")
+            aux_cfg = from_dict(AuxConfig, {**to_dict(aux_cfg), **parse_sets(args.aux_set)}, where="--aux-set")
         if not data or not args.out:
             raise StcclError("--baseline needs --data DATA_ROOT (or --like RUN_DIR) and --out FOLDER")
         result, df = evaluate_outputs(baseline_output_fn(args.baseline, data, size), data, size,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from stccl.config import from_dict, load_yaml, to_dict
+from stccl.config import from_dict, load_yaml, merge_overrides, to_dict
 from stccl.io import StcclError, atomic_write_json, atomic_write_text, read_json, to_json
 
 NOTEBOOKS = (
@@ -279,25 +279,11 @@ def ensure_data(params: ReproduceParams, paths: Paths, force: bool = False) -> P
     return root
 
 
-def _merge(base: dict, overrides: dict) -> dict:
-    """Merge `overrides` into `base`; dotted keys (a.b) and nested mappings go into sections."""
-    out = dict(base)
-    for key, val in overrides.items():
-        head, _, tail = key.partition(".")
-        if tail:
-            out[head] = _merge(dict(out.get(head) or {}), {tail: val})
-        elif isinstance(val, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], val)
-        else:
-            out[key] = val
-    return out
-
-
 def derived_config(base: str | os.PathLike, overrides: dict, out: str | os.PathLike) -> Path:
     """Write `base` YAML with `overrides` applied to `out` (the exact config of a run, kept beside it)."""
     import yaml
 
-    data = _merge(load_yaml(base), overrides)
+    data = merge_overrides(load_yaml(base), overrides)
     return atomic_write_text(out, yaml.safe_dump(data, sort_keys=False))
 
 

@@ -207,7 +207,9 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
 
 
 def _cmd_train_metric(args) -> int:
-    overrides = {}
+    from stccl.config import parse_sets
+
+    overrides = parse_sets(args.set)
     if args.max_steps is not None:
         overrides["max_steps"] = args.max_steps
     if args.device is not None:
@@ -234,6 +236,8 @@ def add_cli(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the run folder's ckpt_last.pt")
     p.add_argument("--max-steps", type=int, default=None, help="override max_steps in the config")
     p.add_argument("--device", default=None, help="override device (auto, cpu, cuda)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key (YAML value), e.g. --set loss.tau=0.1 --set max_minutes=5")
     p.add_argument("--stop-at-step", type=int, default=None,
                    help="interrupt after this step with a checkpoint (the run can be resumed)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and run folder, do nothing")

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from stccl.aux_nets import AuxConfig, load_aux_nets
-from stccl.config import load_config, load_yaml
+from stccl.config import load_config
 from stccl.data import EMOTIONS, ClipWindowDataset, resolve_test_actors
 from stccl.distributed import all_reduce_mean, cleanup, init_distributed, local_device
 from stccl.io import StcclError, resolve_device, seed_everything
@@ -357,44 +357,15 @@ def load_generator(run_dir: str | Path, device: torch.device | str = "cpu") -> t
     return G, cfg
 
 
-def _parse_sets(items: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise StcclError(f"--set expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
-
-
 def _cmd_train(args) -> int:
-    overrides = _parse_sets(args.set)
+    from stccl.config import parse_sets
+
+    overrides = parse_sets(args.set)
     for key in ("seed", "steps", "data_root", "stccl_checkpoint", "device"):
         val = getattr(args, key)
         if val is not None:
             overrides[key] = val
-    if args.config is None:
-        raise StcclError("give --config params/spfem_*.yaml")
-    base = load_yaml(args.config)
-    # nested sections given by --set a.b=v are merged into the YAML mapping
-    for k in [k for k in overrides if "." in k]:
-        head, tail = k.split(".", 1)
-        base.setdefault(head, {})[tail] = overrides.pop(k)
-    base.update(overrides)
-    import tempfile
-
-    import yaml
-
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
-        yaml.safe_dump(base, fh)
-    try:
-        cfg = load_spfem_config(fh.name)
-    except StcclError as exc:
-        raise StcclError(str(exc).replace(fh.name, str(args.config))) from None
-    finally:
-        Path(fh.name).unlink(missing_ok=True)
+    cfg = load_spfem_config(args.config, overrides)
     out = args.out or f"reports/runs/{Path(args.config).stem}_s{cfg.seed}"
     if args.dry_run:
         from stccl.config import to_dict

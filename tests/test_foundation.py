@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from stccl.config import load_config, to_dict
+from stccl.config import load_config, merge_overrides, parse_sets, to_dict
 from stccl.io import StcclError, atomic_write_json, read_json, read_jsonl
 from stccl.runs import RunDir, check_finite, load_checkpoint
 
@@ -25,6 +25,20 @@ def test_config_roundtrip_and_overrides(tmp_path):
     cfg = load_config(Cfg, p, overrides={"steps": 5})
     assert cfg == Cfg(lr=0.01, sizes=(3, 4), steps=5)
     assert to_dict(cfg)["sizes"] == (3, 4)
+
+
+def test_overrides_merge_into_sections_and_set_items_parse_as_yaml():
+    base = {"lr": 0.1, "loss": {"tau": 0.07, "variant": "vd"}}
+    merged = merge_overrides(base, {"loss.tau": 0.1, "steps": 3})
+    assert merged == {"lr": 0.1, "steps": 3, "loss": {"tau": 0.1, "variant": "vd"}}
+    assert base["loss"]["tau"] == 0.07  # the base mapping is not changed
+    assert merge_overrides(base, {"loss": {"variant": "cm"}})["loss"] == {"tau": 0.07, "variant": "cm"}
+    assert merge_overrides(base, {"net": {"arch": "x"}})["net"] == {"arch": "x"}  # a new section
+    assert parse_sets(["loss.tau=0.1", "seeds=[0, 1]", "name=a=b"]) == {"loss.tau": 0.1, "seeds": [0, 1],
+                                                                          "name": "a=b"}
+    for bad in ("tau", "=3", "x=[1,"):
+        with pytest.raises(StcclError, match="--set"):
+            parse_sets([bad])
 
 
 @pytest.mark.parametrize("text, needle", [

@@ -134,13 +134,6 @@ def test_cli_exit_codes(project):
     assert main(["reproduce", "--params", "missing.yaml", "--dry-run"]) == 2
 
 
-def test_merge_dotted_overrides():
-    base = {"T": 5, "loss": {"tau": 0.07, "adaptive": True}}
-    out = reproduce._merge(base, {"loss.tau": 0.05, "T": 3, "net": {"arch": "x"}})
-    assert out == {"T": 3, "loss": {"tau": 0.05, "adaptive": True}, "net": {"arch": "x"}}
-    assert base["loss"]["tau"] == 0.07  # the base mapping is not modified
-
-
 REAL_ALIGN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mead" / "aligned_path36.json"
 
 

@@ -104,6 +104,12 @@ def test_cli_dry_run_and_diagnose(micro, tmp_path, capsys):
                       "loss:\n  spatial_samples: [8, 4, 2, 1]\n  temporal_factor: 2\n")
     assert cli.main(["train-metric", "--config", str(params), "--out", str(tmp_path / "r"), "--dry-run"]) == 0
     assert json.loads(capsys.readouterr().out)["config"]["T"] == 3
+    assert cli.main(["train-metric", "--config", str(params), "--dry-run", "--set", "loss.tau=0.1",
+                     "--set", "T=5"]) == 0
+    resolved = json.loads(capsys.readouterr().out)["config"]
+    assert resolved["T"] == 5 and resolved["loss"]["tau"] == 0.1 and resolved["loss"]["temporal_factor"] == 2
+    assert cli.main(["train-metric", "--config", str(params), "--dry-run", "--set", "loss.tua=0.1"]) != 0
+    assert "tua" in capsys.readouterr().err
     assert cli.main(["train-metric", "--config", str(params), "--out", str(tmp_path / "r"), "--no-progress"]) == 0
     capsys.readouterr()
     for extra in ([], ["--untrained"]):
