@@ -210,7 +210,6 @@ class Generator(nn.Module):
                 cflow = self.code_to_flow(code).view(-1, 2, m, m)  # (B*T, 2, m, m)
                 logits = logits + F.interpolate(cflow, size=logits.shape[-2:], mode="bilinear", align_corners=False)
             flow = self.cfg.max_flow * torch.tanh(logits)  # (B*T, 2, h, w), (dx, dy) in [-1, 1] units
-            x_in = x
             x = warp(x, flow)  # (B*T, 3, H, W)
             if self.cfg.output == "warp":
                 out = x.view_as(clip)
