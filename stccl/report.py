@@ -29,6 +29,10 @@ PAPER_MEAD_INTRA = pd.DataFrame(
      ("ICface + STCCL (CM)", 6.651, 9.412, 0.810)],
     columns=["method", "FAD", "LSE-D", "CSIM"])
 VARIANT_LABELS = {"baseline": "baseline", "vd": "+STCCL (VD)", "cm": "+STCCL (CM)", "copy": "copy input"}
+# The kit's acceptance targets, checked in the report against the measured numbers.
+TARGET_POS, TARGET_NEG = 0.9, 0.1          # diagnostic on held-out identities: pos >= 0.9, |neg| <= 0.1
+TARGET_MOUTH_DROP_PCT = 15.0               # +STCCL: mouth_l1 at least 15 % below the baseline ...
+TARGET_EMOTION_POINTS = 0.05               # ... with emotion accuracy within 5 points and CSIM not lower
 
 
 def _plt():
@@ -616,7 +620,7 @@ def build_report(params, paths, show: bool = False) -> Path:
         for r in pn[pn["measure"].str.endswith("_neg")].itertuples():
             text.append(f"- {r.variant.upper()} {r.measure.replace('_', ' ')}: {fmt(r.before)} -> {fmt(r.after)} "
                         f"(paper about 0 both times).")
-        text.append("")
+        text += ["", pos_neg_verdict(pn), ""]
     else:
         text += ["Not run (no diagnose outputs).", ""]
 
@@ -641,6 +645,8 @@ def build_report(params, paths, show: bool = False) -> Path:
                         parts.append(f"{k} {fmt(n, 4)} vs {fmt(b, 4)} ({pct_change(n, b)}, "
                                      f"{_direction(n, b, SUMMARY_METRICS[k])} the baseline)")
                 text.append(f"- {VARIANT_LABELS[v]}: " + "; ".join(parts) + ".")
+        if len(base):
+            text += [""] + [spfem_verdict(table, v) for v in ("vd", "cm") if (table["variant"] == v).any()]
         copy = table[table["variant"] == "copy"]
         if len(copy) and len(base) and "emotion_acc_mean" in table:
             acc = {v: float(table.loc[table["variant"] == v, "emotion_acc_mean"].iloc[0])
@@ -686,6 +692,9 @@ def build_report(params, paths, show: bool = False) -> Path:
                  f"network for {int(ab['metric_steps'].iloc[0])} steps (shared by points with the same metric "
                  f"settings) and trains SPFEM for {int(ab['spfem_steps'].iloc[0])} steps.", "",
                  ablation_markdown(ab), "", fig_out(ablation_figure(ab), "ablations"), ""]
+        noise = seed_noise_note(rd / "spfem_comparison.csv")
+        if noise:
+            text += [noise, ""]
         ref = ab[ab["factor"] == "default"]
         if len(ref):
             for k in ("mouth_l1", "emotion_acc"):
@@ -711,5 +720,67 @@ def build_report(params, paths, show: bool = False) -> Path:
         text += [markdown(tdf, ".1f"), "", f"Sum of the recorded notebook times: {fmt(tdf['seconds'].sum(), 1)} s "
                  "(the report notebook itself is recorded after it finishes, so its time appears from the next "
                  "run on).", ""]
-    atomic_write_text(out / "REPORT.md", "\n".join(text) + "\n")
+    body = "\n".join(text) + "\n"
+    atomic_write_text(out / "REPORT.md", body)
+    atomic_write_text(out / "REPORT.html", markdown_to_html(body, title=f"STCCL report: {paths.params_file}"))
     return out / "REPORT.md"
+
+
+def markdown_to_html(text: str, title: str = "STCCL report") -> str:
+    """A standalone HTML page of a Markdown report (tables, images by relative path)."""
+    import html
+
+    import markdown as md
+
+    body = md.markdown(text, extensions=["tables"])
+    style = ("body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em;line-height:1.45}"
+             "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:2px 6px}"
+             "img{max-width:100%}code{background:#f3f3f3}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def pos_neg_verdict(pn: pd.DataFrame) -> str:
+    """One line: which variant/kind meets pos >= TARGET_POS with |neg| <= TARGET_NEG after training."""
+    after = {(r.variant, r.measure): float(r.after) for r in pn.itertuples()}
+    met, missed = [], []
+    for variant in sorted({v for v, _ in after}):
+        for kind in ("spatial", "temporal"):
+            pos, neg = after.get((variant, f"{kind}_pos")), after.get((variant, f"{kind}_neg"))
+            if pos is None or neg is None:
+                continue
+            label = f"{variant.upper()} {kind} ({fmt(pos)} / {fmt(neg)})"
+            (met if pos >= TARGET_POS and abs(neg) <= TARGET_NEG else missed).append(label)
+    return (f"**Target** (held-out identities, after training: pos ≥ {TARGET_POS}, |neg| ≤ {TARGET_NEG}): "
+            f"met by {', '.join(met) if met else 'none'}; not met by {', '.join(missed) if missed else 'none'} "
+            f"(pos / neg).")
+
+
+def spfem_verdict(table: pd.DataFrame, variant: str) -> str:
+    """One line: does +STCCL meet the mouth / CSIM / emotion-accuracy target against the baseline?"""
+    base = table[table["variant"] == "baseline"].iloc[0]
+    row = table[table["variant"] == variant].iloc[0]
+    drop = 100.0 * (1.0 - row["mouth_l1_mean"] / base["mouth_l1_mean"])
+    d_acc = row["emotion_acc_mean"] - base["emotion_acc_mean"]
+    checks = {f"mouth_l1 {fmt(drop, 1)} % lower (needs ≥ {TARGET_MOUTH_DROP_PCT:g} %)": drop >= TARGET_MOUTH_DROP_PCT,
+              f"CSIM {fmt(row['csim_mean'], 4)} vs {fmt(base['csim_mean'], 4)} (needs not lower)":
+                  row["csim_mean"] >= base["csim_mean"],
+              f"emotion accuracy {d_acc * 100:+.1f} points (needs within ±{TARGET_EMOTION_POINTS * 100:g})":
+                  abs(d_acc) <= TARGET_EMOTION_POINTS}
+    ok = all(checks.values())
+    parts = "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in checks.items())
+    return f"- **Target, {VARIANT_LABELS[variant]}: {'met' if ok else 'not met'}** ({parts})."
+
+
+def seed_noise_note(comparison_csv: Path) -> str:
+    """How large seed-to-seed differences are (section 4), as a yardstick for single-seed grid points."""
+    if not comparison_csv.is_file():
+        return ""
+    table = pd.read_csv(comparison_csv)
+    rows = table[(table["runs"] > 1) & table["variant"].isin(["baseline", "vd", "cm"])]
+    if not len(rows):
+        return ""
+    sd = {k: float(rows[f"{k}_std"].mean()) for k in ("mouth_l1", "emotion_acc") if f"{k}_std" in rows}
+    return ("Each grid point is a single seed. For scale, the seed-to-seed standard deviation of the main runs "
+            "(section 4, mean over variants) is " + ", ".join(f"{fmt(v, 4)} for {k}" for k, v in sd.items())
+            + "; a difference between two grid points smaller than about twice that is not evidence of an effect.")

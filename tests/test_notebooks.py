@@ -143,6 +143,9 @@ def test_06_report(smoke):
     for section in ("## 1. Data", "## 3. Metric network", "## 4. SPFEM", "## 5. Ablations"):
         assert section in report
     assert "Not run" not in report
+    assert "**Target** (held-out identities" in report and "**Target, +STCCL (VD):" in report
+    html = (paths.report_dir / "REPORT.html").read_text()
+    assert "<table>" in html and 'src="figures/pos_neg.png"' in html
     # numbers in the text are the saved ones
     pn = pd.read_csv(paths.run_dir / "pos_neg.csv")
     r = pn[(pn.variant == "vd") & (pn.measure == "spatial_pos")].iloc[0]
