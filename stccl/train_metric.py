@@ -35,7 +35,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from stccl.config import load_config
+from stccl.config import load_config, parse_sets
 from stccl.correlation import sample_positions
 from stccl.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, local_device, shard
 from stccl.io import StcclError, resolve_device, seed_everything, to_json
@@ -207,8 +207,6 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
 
 
 def _cmd_train_metric(args) -> int:
-    from stccl.config import parse_sets
-
     overrides = parse_sets(args.set)
     if args.max_steps is not None:
         overrides["max_steps"] = args.max_steps

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from stccl.aux_nets import AuxConfig, load_aux_nets
-from stccl.config import load_config
+from stccl.config import load_config, parse_sets
 from stccl.data import EMOTIONS, ClipWindowDataset, resolve_test_actors
 from stccl.distributed import all_reduce_mean, cleanup, init_distributed, local_device
 from stccl.io import StcclError, resolve_device, seed_everything
@@ -358,8 +358,6 @@ def load_generator(run_dir: str | Path, device: torch.device | str = "cpu") -> t
 
 
 def _cmd_train(args) -> int:
-    from stccl.config import parse_sets
-
     overrides = parse_sets(args.set)
     for key in ("seed", "steps", "data_root", "stccl_checkpoint", "device"):
         val = getattr(args, key)
