@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from stccl.io import StcclError
@@ -58,11 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     except StcclError as exc:
         one_line = " ".join(str(exc).split())  # a message is one line, even a YAML parser's
         print(f"stccl {args.command}: error: {one_line}", file=sys.stderr)
-        return 2
+        status = 2
     except KeyboardInterrupt:
         print(f"stccl {args.command}: interrupted", file=sys.stderr)
-        return 130
-    return int(status or 0)
+        status = 130
+    else:
+        status = int(status or 0)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a torchrun worker (torch is loaded by now)
+        from stccl.distributed import exit_without_teardown
+
+        exit_without_teardown(status)
+    return status
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ single-process behaviour when WORLD_SIZE is unset or 1.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +40,7 @@ def init_distributed(device: torch.device) -> DistInfo:
         return DistInfo()
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    faulthandler.enable()  # a rank that aborts in C++ code still prints where its threads were
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
@@ -78,3 +81,22 @@ def barrier(info: DistInfo) -> None:
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_without_teardown(status: int) -> None:
+    """End a torchrun worker once its work is done, written and its process group destroyed.
+
+    With torch 2.13 + gloo on CPU, a rank sometimes aborted *after* the last
+    barrier, with everything already written ("terminate called without an
+    active exception", SIGABRT; two of ~500 two-rank launches on a 2-core
+    machine, and one CI run), which torchrun turns into a failed job. Leaving with os._exit skips the interpreter's and
+    the C++ runtime's teardown, where that abort happens; streams are flushed
+    first, and nothing else is pending by then (checkpoints and logs are
+    written atomically and synchronously).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from stccl.aux_nets import AuxConfig, load_aux_nets
 from stccl.config import load_config, parse_sets
 from stccl.data import EMOTIONS, ClipWindowDataset, resolve_test_actors
-from stccl.distributed import all_reduce_mean, cleanup, init_distributed, local_device
+from stccl.distributed import all_reduce_mean, barrier, cleanup, init_distributed, local_device
 from stccl.io import StcclError, resolve_device, seed_everything
 from stccl.runs import RunDir, check_finite, set_rng_state
 from stccl.spfem import DiscriminatorConfig, Generator, GeneratorConfig, PatchDiscriminator, random_other_emotion
@@ -257,7 +257,6 @@ def train_spfem(cfg: SpfemConfig, out: str | Path, resume: bool = False, progres
         if dist_info.is_main:
             aux = load_aux_nets(cfg.data_root, aux_names, cfg.aux, device, progress)
         if dist_info.enabled:
-            from stccl.distributed import barrier
             barrier(dist_info)
             if not dist_info.is_main:
                 aux = load_aux_nets(cfg.data_root, aux_names, cfg.aux, device, progress=False)
@@ -319,6 +318,9 @@ def train_spfem(cfg: SpfemConfig, out: str | Path, resume: bool = False, progres
                 run.save(done, models, opt, extra={"name": cfg.name})
             if done == stop_at_step:
                 break
+        # Rank 0 may still be writing the last checkpoint: tear the process group down together
+        # (one rank shutting gloo down while the other works can abort it at exit).
+        barrier(dist_info)
         return run.path
     finally:
         cleanup(dist_info)

@@ -28,7 +28,7 @@ def test_two_gloo_processes_write_one_run_folder(kind, micro_root, tmp_path):
     config = COMMANDS[kind][1](tmp_path / f"{kind}.yaml", micro_root, steps=4, ckpt_every=2)
     out = tmp_path / "run"
     proc = _torchrun(cli_args(kind, config, out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-6000:]}"
     # rank 0 alone wrote: one config, one log with each step once, one checkpoint, no temp files
     assert sorted(p.name for p in out.iterdir()) == sorted(["config.json", "metrics.jsonl", CKPT_NAME])
     assert json.loads((out / "config.json").read_text())["kind"] == kind
@@ -42,3 +42,11 @@ def test_two_gloo_processes_write_one_run_folder(kind, micro_root, tmp_path):
         assert len(summaries) == 1
         s = summaries[0]
         assert s["steps_per_epoch"] == (s["train_windows"] // 2) // 2  # windows / ranks / batch_size
+
+
+def test_a_failing_rank_reports_its_error_and_status(micro_root, tmp_path):
+    """Under torchrun the CLI leaves without interpreter teardown: the error line and exit status must survive."""
+    config = COMMANDS["metric"][1](tmp_path / "metric.yaml", tmp_path / "no_such_root", steps=2, ckpt_every=1)
+    proc = _torchrun(cli_args("metric", config, tmp_path / "run"))
+    assert proc.returncode != 0
+    assert "stccl train-metric: error:" in proc.stderr and "no_such_root" in proc.stderr
