@@ -46,7 +46,7 @@ def frechet_distance(emb_a: np.ndarray, emb_b: np.ndarray, eps: float = 1e-6) ->
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a = np.cov(a, rowvar=False)
     cov_b = np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    covmean = linalg.sqrtm(cov_a @ cov_b)  # (no `disp`: deprecated in SciPy 1.16, gone in 1.18)
     if not np.isfinite(covmean).all():
         ridge = np.eye(cov_a.shape[0]) * eps
         covmean = linalg.sqrtm((cov_a + ridge) @ (cov_b + ridge))

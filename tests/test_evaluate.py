@@ -158,3 +158,17 @@ def test_evaluate_refuses_data_from_another_renderer(micro, tmp_path):
     with pytest.raises(StcclError, match="another version of the renderer"):
         evaluate_outputs(baseline_output_fn("copy", other, S), other, S, EvalOptions(max_clips=1), AUX,
                          progress=False)
+
+
+def test_frechet_distance_known_answers():
+    """Same set: 0; the same set shifted by v: ||v||^2 (equal covariances cancel); fewer samples than dims works."""
+    from stccl.metrics import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(200, 8))
+    shift = np.arange(8) / 4.0
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(a, a + shift) == pytest.approx(float(shift @ shift), rel=1e-6)
+    small = rng.normal(size=(5, 16))  # singular covariances, as with few frames and 128-d embeddings
+    d = frechet_distance(small, small + 1.0)
+    assert np.isfinite(d) and d == pytest.approx(16.0, rel=1e-3)
