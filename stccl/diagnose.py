@@ -84,7 +84,7 @@ def correlation_diagnostic(net: MetricNet, dataset, options: STCCLOptions = STCC
         kinds = ["spatial"] + (["temporal"] if T > 1 else [])
         for variant in ("vd", "cm"):
             for kind in kinds:
-                for stage, (head, a, b, s) in enumerate(zip(net.heads, fa, fb, samples)):
+                for stage, (head, a, b, s) in enumerate(zip(net.heads_for(kind), fa, fb, samples)):
                     if kind == "spatial" and not s.has_anchors:
                         continue
                     q, k, _ = correlation_vectors(kind, variant, head, a, b, s.to(device), T)

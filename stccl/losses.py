@@ -65,9 +65,11 @@ def patch_nce(q: torch.Tensor, k: torch.Tensor, tau: float = 0.07, weight: torch
     return (ce * weight.detach()).mean()
 
 
-def stccl_terms(heads: nn.ModuleList, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor], T: int,
+def stccl_terms(net: MetricNet, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor], T: int,
                 opts: STCCLOptions, samples: list[StageSample] | None = None) -> dict[str, torch.Tensor]:
     """Loss components {"scc_vd", "scc_cm", "tcc_vd", "tcc_cm"} (those enabled), each summed over stages.
+
+    The projection heads are `net.heads_for(kind)`: one set, unless the net has its own temporal heads.
 
     feats_a: stage maps of clip A (queries, gradients flow), feats_b of clip B (keys, detached),
     each (B*T, C_l, H_l, W_l) with the T frames of a clip consecutive.
@@ -84,7 +86,7 @@ def stccl_terms(heads: nn.ModuleList, feats_a: list[torch.Tensor], feats_b: list
     for name, kind in kinds:
         for variant in opts.variants():
             total, used = feats_a[0].new_zeros(()), 0
-            for head, fa, fb, s in zip(heads, feats_a, feats_b, samples):
+            for head, fa, fb, s in zip(net.heads_for(kind), feats_a, feats_b, samples):
                 if kind == "spatial" and not s.has_anchors:
                     continue  # map smaller than 3 x 3: no anchor has 8 neighbours
                 s = s.to(fa.device)
@@ -151,7 +153,7 @@ class STCCLLoss(nn.Module):
         with torch.no_grad():
             feats_b = self.net(input_clip.flatten(0, 1))  # [(B*T, C_l, H_l, W_l)]
         feats_a = self.net(generated_clip.flatten(0, 1))
-        terms = stccl_terms(self.net.heads, feats_a, feats_b, T, self.options)
+        terms = stccl_terms(self.net, feats_a, feats_b, T, self.options)
         total = combine(terms, self.options.lambda_S, self.options.lambda_T)
         return total, {k: v.detach() for k, v in terms.items()}
 

@@ -22,6 +22,8 @@ class MetricNetConfig:
     head_ratio: int = 4     # output width C_l / head_ratio
     head_bias: bool = False  # bias-free heads: a zero disparity maps to zero and the projected
                              # direction depends on the disparity alone, not on a shared bias
+    temporal_heads: bool = False  # own heads for the temporal terms (the paper shares one head per
+                                  # stage between spatial and temporal correlations)
 
 
 class ProjectionHead(nn.Module):
@@ -43,7 +45,14 @@ class MetricNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = IResNet(cfg.arch)
-        self.heads = nn.ModuleList(ProjectionHead(c, cfg.head_ratio, cfg.head_bias) for c in ARCHS[cfg.arch].widths)
+        widths = ARCHS[cfg.arch].widths
+        self.heads = nn.ModuleList(ProjectionHead(c, cfg.head_ratio, cfg.head_bias) for c in widths)
+        self.temporal_heads = (nn.ModuleList(ProjectionHead(c, cfg.head_ratio, cfg.head_bias) for c in widths)
+                               if cfg.temporal_heads else None)
+
+    def heads_for(self, kind: str) -> nn.ModuleList:
+        """The per-stage heads of "spatial" or "temporal" correlations."""
+        return self.temporal_heads if kind == "temporal" and self.temporal_heads is not None else self.heads
 
     @property
     def channels(self) -> tuple[int, ...]:

@@ -425,7 +425,7 @@ def correlation_snapshot(metric_config: str | os.PathLike, data_root: str | os.P
         cm_a, _ = spatial_cm(flat[t:t + 1], head, s)            # (1, S, P)
         cm_b, _ = spatial_cm(flat[T + t:T + t + 1], head, s)
         seq = flat[:, s.temporal].unflatten(0, (2, T))         # (2, T, N, C)
-        tcm, _ = temporal_cm(seq, head)                        # (2, N*T, T)
+        tcm, _ = temporal_cm(seq, net.heads_for("temporal")[stage])  # (2, N*T, T)
         tcm = tcm.unflatten(1, (-1, T))                        # (2, N, T, T)
         # adaptive weight over the face: every interior cell of stage 0 as an anchor
         f0 = flat_map(feats[0][t:t + 1])  # (1, h0*w0, C0)

@@ -96,9 +96,9 @@ class MetricObjective(nn.Module):
         feats = self.net(torch.cat([emotional, neutral]).flatten(0, 1))  # [(2*B*T, C_l, H_l, W_l)]
         fa = [f[:B * T] for f in feats]  # emotional: queries
         fb = [f[B * T:] for f in feats]  # neutral: keys (detached inside)
-        terms = stccl_terms(self.net.heads, fa, fb, T, self.opts, samples)
+        terms = stccl_terms(self.net, fa, fb, T, self.opts, samples)
         if self.symmetric:
-            back = stccl_terms(self.net.heads, fb, fa, T, self.opts, samples)
+            back = stccl_terms(self.net, fb, fa, T, self.opts, samples)
             terms = {k: 0.5 * (v + back[k]) for k, v in terms.items()}
         # metric training: L_SCC + lambda_T L_TCC (lambda_S is a plug-in weight)
         return combine(terms, 1.0, self.opts.lambda_T), terms

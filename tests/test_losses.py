@@ -63,13 +63,15 @@ def _clip(B=2, T=3, S=32, seed=0):
     return torch.rand(B, T, 3, S, S, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("variant", ["vd", "cm", "both"])
-def test_every_module_gets_finite_gradients(variant):
+@pytest.mark.parametrize("variant,temporal_heads", [("vd", False), ("cm", False), ("both", False), ("both", True)])
+def test_every_module_gets_finite_gradients(variant, temporal_heads):
     torch.manual_seed(0)
-    net = MetricNet(MetricNetConfig("iresnet_tiny"))
-    x, y = _clip(), _clip(seed=1)
+    net = MetricNet(MetricNetConfig("iresnet_tiny", temporal_heads=temporal_heads))
+    assert (net.heads_for("temporal") is not net.heads) == temporal_heads
+    # 48 px: stage 4 is 3 x 3, so its spatial head has an anchor even when temporal terms have their own heads
+    x, y = _clip(S=48 if temporal_heads else 32), _clip(S=48 if temporal_heads else 32, seed=1)
     fa, fb = net(y.flatten(0, 1)), net(x.flatten(0, 1))
-    terms = stccl_terms(net.heads, fa, fb, 3, STCCLOptions(variant=variant, spatial_samples=(8, 4, 2, 2),
+    terms = stccl_terms(net, fa, fb, 3, STCCLOptions(variant=variant, spatial_samples=(8, 4, 2, 2),
                                                             temporal_factor=2))
     expected = {"scc_vd", "tcc_vd", "scc_cm", "tcc_cm"} if variant == "both" else {f"scc_{variant}", f"tcc_{variant}"}
     assert set(terms) == expected
