@@ -3,7 +3,8 @@
 Head g_l = Linear(C_l, C_l) - ReLU - Linear(C_l, C_l / 4); the output is L2
 normalised by the correlation code. All heads live in an `nn.ModuleList`, so
 `model.parameters()` (and the optimiser) sees them; the reference keeps some in
-plain Python lists and never trains them.
+plain Python lists and never trains them. `temporal_heads: true` gives the
+temporal terms a second set of heads (an experiment, not the paper's design).
 """
 
 from __future__ import annotations

@@ -658,9 +658,9 @@ def build_report(params, paths, show: bool = False) -> Path:
                          + ". A +STCCL run whose accuracy is at or below the copy row's kept the speech by not "
                            "manipulating the expression, which is not the paper's result."]
         steps = [read_json(p)["steps"] for p in sorted(rd.glob("spfem_*_s*/eval.json"))]
-        text += ["", f"Paper (MEAD intra-ID, NED / ICface backbones, FAD and CSIM with ArcFace, LSE-D with "
-                     f"SyncNet) for comparison; the kit's generator, data and evaluation nets differ, so only the "
-                     f"direction of the change can be compared, not the values:", "",
+        text += ["", "Paper (MEAD intra-ID, NED / ICface backbones, FAD and CSIM with ArcFace, LSE-D with "
+                     "SyncNet) for comparison; the kit's generator, data and evaluation nets differ, so only the "
+                     "direction of the change can be compared, not the values:", "",
                  markdown(PAPER_MEAD_INTRA, ".3f"), "",
                  f"In the paper STCCL lowers FAD and raises CSIM for both backbones. Here each SPFEM run trained "
                  f"{min(steps) if steps else 'n/a'} steps; the lines above state whether +STCCL moved each "

@@ -318,8 +318,8 @@ def train_spfem(cfg: SpfemConfig, out: str | Path, resume: bool = False, progres
                 run.save(done, models, opt, extra={"name": cfg.name})
             if done == stop_at_step:
                 break
-        # Rank 0 may still be writing the last checkpoint: tear the process group down together
-        # (one rank shutting gloo down while the other works can abort it at exit).
+        # Rank 0 may still be writing the last checkpoint: wait for it, so that the ranks destroy the
+        # process group together (as metric training does).
         barrier(dist_info)
         return run.path
     finally:

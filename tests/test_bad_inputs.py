@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-import torch
 from trainer_configs import metric_yaml, spfem_yaml
 
 from stccl.cli import main as cli_main
