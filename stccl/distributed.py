@@ -91,9 +91,10 @@ def exit_without_teardown(status: int) -> None:
     active exception", SIGABRT; two of ~500 two-rank launches on a 2-core
     machine, and one CI run), which torchrun turns into a failed job.
     Leaving with os._exit skips the interpreter's and the C++ runtime's
-    teardown, where that abort most likely happens (no Python frame was
-    involved); streams are flushed first, and nothing else is pending by then
-    (checkpoints and logs are written atomically and synchronously).
+    teardown, where that abort most likely happens (not proven: it was too
+    rare to catch with faulthandler, which is now on for every rank); streams
+    are flushed first, and nothing else is pending by then (checkpoints and
+    logs are written atomically and synchronously).
     """
     for stream in (sys.stdout, sys.stderr):
         try:
