@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from stccl.correlation import _pairs, flat_map, sample_positions, temporal_vd
 from stccl.data import PairedWindowDataset
+from stccl.diagnose import pos_neg_similarities
 from stccl.io import seed_everything
 from stccl.losses import network_from_checkpoint
 from stccl.metric_net import MetricNet
@@ -51,11 +52,8 @@ def by_motion(net, dataset, options, batches: int, batch_size: int, seed: int, b
             q, _ = temporal_vd(seq_a, head)
             k, _ = temporal_vd(seq_b, head)
             Q = q.shape[1]
-            shift = torch.randint(1, Q, q.shape[:2], generator=g)
-            other = (torch.arange(Q)[None] + shift) % Q
-            pos = (q * k).sum(-1)
-            neg = (q * torch.gather(k, 1, other[..., None].expand_as(k))).sum(-1)
-            ok = (motion > 0) & (k.norm(dim=-1) > 0.5)
+            pos, ok, neg, ok_neg = pos_neg_similarities(q, k, g)
+            ok = ok & ok_neg
             # quartile of each query's motion within its own window
             rank = motion.argsort(1).argsort(1).float() / Q
             b_idx = (rank * bins).long().clamp(max=bins - 1)

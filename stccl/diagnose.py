@@ -32,26 +32,32 @@ from stccl.losses import STCCLOptions, network_from_checkpoint
 from stccl.metric_net import MetricNet
 
 
-def _pos_neg(q: torch.Tensor, k: torch.Tensor, generator: torch.Generator) -> tuple[float, float, float]:
-    """(pos, neg, defined fraction). q, k: (G, Q, D) unit vectors, or zero where undefined.
+def pos_neg_similarities(q: torch.Tensor, k: torch.Tensor, generator: torch.Generator):
+    """Per-query cosine similarities: (pos, ok, neg, ok_neg), each (G, Q); neg and ok_neg None if Q < 2.
 
-    A vector is zero when its raw disparity is exactly zero (e.g. a DTW path repeats a frame, so
-    f_i - f_j = 0) or its correlation row is constant; cosine similarity is undefined there, so such
-    queries are left out of the means and the defined fraction is reported.
+    q, k: (G, Q, D) unit vectors, or zero where undefined. A vector is zero when its raw disparity is
+    exactly zero (e.g. a DTW path repeats a frame, so f_i - f_j = 0) or its correlation row is
+    constant; cosine similarity is undefined there, and `ok` / `ok_neg` mark the defined pairs.
     neg pairs query i with key (i + r_i) mod Q, r_i in 1..Q-1 (never itself).
     """
     G, Q, _ = q.shape
     ok_q, ok_k = q.norm(dim=-1) > 0.5, k.norm(dim=-1) > 0.5  # (G, Q)
-    ok = ok_q & ok_k
-    pos = (q * k).sum(-1)[ok].mean() if ok.any() else torch.tensor(float("nan"))
+    pos = (q * k).sum(-1)
     if Q < 2:
-        return float(pos), float("nan"), float(ok.float().mean())
+        return pos, ok_q & ok_k, None, None
     shift = torch.randint(1, Q, (G, Q), generator=generator).to(q.device)
     other = (torch.arange(Q, device=q.device)[None, :] + shift) % Q  # (G, Q)
-    k_other = torch.gather(k, 1, other[..., None].expand_as(k))
-    ok_n = ok_q & torch.gather(ok_k, 1, other)
-    neg = (q * k_other).sum(-1)[ok_n].mean() if ok_n.any() else torch.tensor(float("nan"))
-    return float(pos), float(neg), float(ok.float().mean())
+    neg = (q * torch.gather(k, 1, other[..., None].expand_as(k))).sum(-1)
+    return pos, ok_q & ok_k, neg, ok_q & torch.gather(ok_k, 1, other)
+
+
+def _pos_neg(q: torch.Tensor, k: torch.Tensor, generator: torch.Generator) -> tuple[float, float, float]:
+    """(mean pos, mean neg, defined fraction) over the defined queries; see pos_neg_similarities."""
+    pos, ok, neg, ok_n = pos_neg_similarities(q, k, generator)
+    nan = torch.tensor(float("nan"))
+    mean_pos = pos[ok].mean() if ok.any() else nan
+    mean_neg = neg[ok_n].mean() if neg is not None and ok_n.any() else nan
+    return float(mean_pos), float(mean_neg), float(ok.float().mean())
 
 
 @torch.no_grad()
