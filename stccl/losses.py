@@ -13,6 +13,7 @@ L = lambda_S * L_SCC + lambda_T * L_TCC, each the sum over stages of the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
@@ -36,6 +37,10 @@ class STCCLOptions:
     use_temporal: bool = True
     adaptive: bool = True
     theta: float = 0.8
+    normalise_weight: bool = True                      # adaptive weights scaled to mean 1 per group
+    spatial_negatives: Literal["frame", "window"] = "frame"  # SCC negatives: other indices of the same frame
+                                                       # (the paper) or of every frame of the clip, so that the
+                                                       # same region at another moment of speech is a negative
     tau: float = 0.07
     spatial_samples: tuple[int, ...] = (32, 16, 8, 4)  # S_l per stage (capped at what fits)
     temporal_factor: int = 8                           # N_l = temporal_factor * S_l
@@ -50,29 +55,43 @@ def adaptive_weight(h: torch.Tensor, theta: float = 0.8) -> torch.Tensor:
     return torch.where(h <= theta, torch.ones_like(h), 2.0 * h * h)
 
 
-def patch_nce(q: torch.Tensor, k: torch.Tensor, tau: float = 0.07, weight: torch.Tensor | None = None) -> torch.Tensor:
+def patch_nce(q: torch.Tensor, k: torch.Tensor, tau: float = 0.07, weight: torch.Tensor | None = None,
+              normalise_weight: bool = True, stats: dict | None = None) -> torch.Tensor:
     """PatchNCE: query i's positive is key i, every other key of its group is a negative.
 
     q, k: (G, Q, D) L2-normalised (k is detached here); weight: (G, Q) or None.
-    Returns the (weighted) mean cross-entropy over all G * Q queries.
+    Returns the (weighted) mean cross-entropy over all G * Q queries. With `normalise_weight` the
+    weights are scaled to mean 1 within each group, so hard queries still count more but the value
+    stays a cross-entropy whose chance level is log Q (with raw weights 2 h^2 it grows with the
+    feature scale and is not comparable across steps). `stats`, if given, receives the unweighted
+    mean cross-entropy ("ce") and the chance level log Q ("chance") as floats.
     """
     G, Q, _ = q.shape
     logits = q @ k.detach().transpose(1, 2) / tau  # (G, Q, Q), positives on the diagonal
     target = torch.arange(Q, device=q.device).expand(G, Q)
     ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(G, Q)
+    if stats is not None:
+        stats["ce"] = float(ce.detach().mean())
+        stats["chance"] = math.log(Q)
     if weight is None:
         return ce.mean()
-    return (ce * weight.detach()).mean()
+    weight = weight.detach()
+    if normalise_weight:
+        weight = weight / weight.mean(1, keepdim=True).clamp_min(1e-12)
+    return (ce * weight).mean()
 
 
 def stccl_terms(net: MetricNet, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor], T: int,
-                opts: STCCLOptions, samples: list[StageSample] | None = None) -> dict[str, torch.Tensor]:
+                opts: STCCLOptions, samples: list[StageSample] | None = None,
+                stats: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
     """Loss components {"scc_vd", "scc_cm", "tcc_vd", "tcc_cm"} (those enabled), each summed over stages.
 
     The projection heads are `net.heads_for(kind)`: one set, unless the net has its own temporal heads.
 
     feats_a: stage maps of clip A (queries, gradients flow), feats_b of clip B (keys, detached),
-    each (B*T, C_l, H_l, W_l) with the T frames of a clip consecutive.
+    each (B*T, C_l, H_l, W_l) with the T frames of a clip consecutive. `stats`, if given, receives
+    per term "<term>_ce" (unweighted cross-entropy) and "<term>_chance" (sum over stages of log Q,
+    the value of a metric that cannot tell its positive from its negatives), both summed over stages.
     """
     if samples is None:
         samples = sample_positions([tuple(f.shape[-2:]) for f in feats_a], opts.spatial_samples,
@@ -85,19 +104,28 @@ def stccl_terms(net: MetricNet, feats_a: list[torch.Tensor], feats_b: list[torch
     terms: dict[str, torch.Tensor] = {}
     for name, kind in kinds:
         for variant in opts.variants():
-            total, used = feats_a[0].new_zeros(()), 0
+            total, used, ce, chance = feats_a[0].new_zeros(()), 0, 0.0, 0.0
             for head, fa, fb, s in zip(net.heads_for(kind), feats_a, feats_b, samples):
                 if kind == "spatial" and not s.has_anchors:
                     continue  # map smaller than 3 x 3: no anchor has 8 neighbours
                 s = s.to(fa.device)
                 used += 1
                 q, k, h = correlation_vectors(kind, variant, head, fa, fb, s, T, with_strength=opts.adaptive)
+                if kind == "spatial" and opts.spatial_negatives == "window":
+                    # (B*T, Q, D) -> (B, T*Q, D): one group per clip
+                    q, k = q.unflatten(0, (-1, T)).flatten(1, 2), k.unflatten(0, (-1, T)).flatten(1, 2)
+                    h = h.unflatten(0, (-1, T)).flatten(1, 2) if h is not None else None
                 w = adaptive_weight(h, opts.theta) if opts.adaptive else None
-                total = total + patch_nce(q, k, opts.tau, w)
+                stage_stats: dict | None = {} if stats is not None else None
+                total = total + patch_nce(q, k, opts.tau, w, opts.normalise_weight, stage_stats)
+                if stage_stats is not None:
+                    ce, chance = ce + stage_stats["ce"], chance + stage_stats["chance"]
             if used == 0:
                 raise StcclError(f"STCCL loss: no stage map is 3 x 3 or larger (shapes "
                                  f"{[tuple(f.shape[-2:]) for f in feats_a]}); use inputs of at least 48 px")
             terms[f"{name}_{variant}"] = total
+            if stats is not None:
+                stats[f"{name}_{variant}_ce"], stats[f"{name}_{variant}_chance"] = ce, chance
     return terms
 
 

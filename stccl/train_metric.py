@@ -14,8 +14,12 @@ Both windows go through the network in one batch, so batch-norm statistics are
 shared by the two sides as they are at evaluation time.
 
 The run folder (stccl.runs.RunDir) holds config.json, metrics.jsonl (one line
-per logged step) and ckpt_last.pt (weights + config + step + optimiser + RNG),
-written atomically. The data order is a function of (seed, epoch) and the RNG
+per logged step), ckpt_init.pt (the initial weights) and ckpt_last.pt (weights +
+config + step + optimiser + RNG), written atomically. Each logged line has,
+per term, the loss value (adaptive weights normalised to mean 1 per group, see
+stccl.losses.patch_nce), `<term>_ce` (the unweighted cross-entropy) and
+`<term>_chance` (sum over stages of log Q: the value of a metric that cannot
+tell its positive from its negatives). The data order is a function of (seed, epoch) and the RNG
 state is checkpointed, so `--resume` continues with exactly the batches and
 sampled positions an uninterrupted run would use. Under torchrun with
 WORLD_SIZE > 1 the objective is wrapped in DistributedDataParallel, each rank
@@ -42,6 +46,8 @@ from stccl.io import StcclError, resolve_device, seed_everything, to_json
 from stccl.losses import STCCLOptions, combine, stccl_terms
 from stccl.metric_net import MetricNet, MetricNetConfig
 from stccl.runs import RunDir, check_finite, set_rng_state
+
+INIT_CKPT_NAME = "ckpt_init.pt"  # the weights a run starts from (written once, before the first step)
 
 
 @dataclass(frozen=True)
@@ -90,13 +96,14 @@ class MetricObjective(nn.Module):
         self.opts = opts
         self.symmetric = symmetric
 
-    def forward(self, neutral: torch.Tensor, emotional: torch.Tensor, samples) -> tuple[torch.Tensor, dict]:
-        # neutral, emotional: (B, T, 3, H, W) in [0, 1]
+    def forward(self, neutral: torch.Tensor, emotional: torch.Tensor, samples,
+                stats: dict | None = None) -> tuple[torch.Tensor, dict]:
+        # neutral, emotional: (B, T, 3, H, W) in [0, 1]; stats: see stccl_terms (emotional -> neutral direction)
         B, T = neutral.shape[:2]
         feats = self.net(torch.cat([emotional, neutral]).flatten(0, 1))  # [(2*B*T, C_l, H_l, W_l)]
         fa = [f[:B * T] for f in feats]  # emotional: queries
         fb = [f[B * T:] for f in feats]  # neutral: keys (detached inside)
-        terms = stccl_terms(self.net, fa, fb, T, self.opts, samples)
+        terms = stccl_terms(self.net, fa, fb, T, self.opts, samples, stats)
         if self.symmetric:
             back = stccl_terms(self.net, fb, fa, T, self.opts, samples)
             terms = {k: 0.5 * (v + back[k]) for k, v in terms.items()}
@@ -161,6 +168,8 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
         frame = dataset[0]["neutral"].shape[-2:]
         shapes = _stage_shapes(net, tuple(frame))
         end = min(total, stop_at_step) if stop_at_step is not None else total
+        if ckpt is None:  # the run's own starting point, for before/after comparisons
+            run.save(0, net, None, name=INIT_CKPT_NAME)
         started = time.time()
         last: dict = {}
         bar = tqdm(total=end, initial=step, desc="train-metric", unit="step", file=sys.stderr,
@@ -179,15 +188,18 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
                 emotional = batch["emotional"].to(device, non_blocking=True)  # (B, T, 3, H, W)
                 samples = sample_positions(shapes, cfg.loss.spatial_samples, cfg.loss.temporal_factor,
                                            cfg.loss.central)
-                loss, terms = model(neutral, emotional, samples)
+                logging = (step + 1) % cfg.log_every == 0 or step + 1 == end
+                stats: dict | None = {} if logging else None
+                loss, terms = model(neutral, emotional, samples, stats)
                 check_finite(loss.detach(), step + 1, run.path)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 step += 1
                 bar.update(1)
-                if step % cfg.log_every == 0 or step == end:
-                    values = {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
+                if logging:
+                    values = {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()},
+                              **{k: torch.tensor(v) for k, v in stats.items()}}
                     last = {k: round(float(all_reduce_mean(v, info)), 6) for k, v in values.items()}
                     run.log({"step": step, "epoch": epoch, **last, "lr": cfg.lr,
                              "elapsed_s": round(time.time() - started, 2)})

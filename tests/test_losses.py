@@ -1,5 +1,6 @@
 """PatchNCE, adaptive weighting, and the frozen plug-in STCCLLoss."""
 
+import math
 import pytest
 import torch
 import torch.nn.functional as F
@@ -55,8 +56,15 @@ def test_adaptive_weight_is_per_query_and_one_below_theta():
     q, k = _unit(2, 4, 4, seed=1), _unit(2, 4, 4, seed=2)
     ce = F.cross_entropy((q @ k.transpose(1, 2) / 0.07).flatten(0, 1), torch.arange(4).repeat(2),
                          reduction="none").view(2, 4)
-    assert torch.allclose(patch_nce(q, k, 0.07, w), (ce * w).mean(), atol=1e-5)
+    assert torch.allclose(patch_nce(q, k, 0.07, w, normalise_weight=False), (ce * w).mean(), atol=1e-5)
+    # normalised (the default): weights scaled to mean 1 within each group, so the value stays a cross-entropy
+    w_norm = w / w.mean(1, keepdim=True)
+    assert torch.allclose(patch_nce(q, k, 0.07, w), (ce * w_norm).mean(), atol=1e-5)
+    assert torch.allclose(patch_nce(q, k, 0.07, 3.0 * w), patch_nce(q, k, 0.07, w), atol=1e-6)
     assert torch.allclose(patch_nce(q, k, 0.07, torch.ones(2, 4)), patch_nce(q, k, 0.07))
+    stats = {}
+    patch_nce(q, k, 0.07, w, stats=stats)
+    assert stats["ce"] == pytest.approx(float(ce.mean()), abs=1e-5) and stats["chance"] == pytest.approx(math.log(4))
 
 
 def _clip(B=2, T=3, S=32, seed=0):
