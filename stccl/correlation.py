@@ -140,14 +140,14 @@ def _profile(rows: torch.Tensor) -> torch.Tensor:
     return F.normalize(rows - rows.mean(-1, keepdim=True), dim=-1)
 
 
-def _pairs(T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def frame_pairs(T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     ij = torch.triu_indices(T, T, offset=1, device=device)  # (2, T(T-1)/2), i < j
     return ij[0], ij[1]
 
 
 def temporal_vd(seq: torch.Tensor, head: torch.nn.Module, with_strength: bool = False):
     # seq: (B, T, N, C) features at the sampled positions -> z: (B, P*N, D), h: (B, P*N)
-    i, j = _pairs(seq.shape[1], seq.device)
+    i, j = frame_pairs(seq.shape[1], seq.device)
     d = (seq[:, i] - seq[:, j]).flatten(1, 2)  # (B, P*N, C), index = pair * N + position
     return _project(head, d), (disparity_strength(d) if with_strength else None)
 

@@ -345,9 +345,42 @@ class PairedWindowDataset(Dataset):
     def __len__(self) -> int:
         return int(len(self._pair_of))
 
+    def window(self, i: int) -> tuple[dict[str, Any], int]:
+        """(pair record, start step) of window i."""
+        return self.pairs[int(self._pair_of[i])], int(self._start_of[i])
+
+    def repeats_index(self, i: int) -> bool:
+        """Whether window i's path repeats a frame on either side (a zero temporal disparity there)."""
+        p, s = self.window(i)
+        return bool(np.any(np.diff(p["idx_n"][s:s + self.T]) == 0) or np.any(np.diff(p["idx_e"][s:s + self.T]) == 0))
+
+    def mismatched_neutral(self, i: int, rng: np.random.Generator,
+                           min_gap: int = 25) -> tuple[torch.Tensor, np.ndarray, str] | None:
+        """A neutral window of the same actor that does not say what window i says, for the diagnostic's control.
+
+        Preferred: a pair of the same actor and emotion with another neutral clip (another sentence), at the
+        same start step (clipped to its path). Where the actor has one sentence: a window of the same neutral
+        path whose start is at least `min_gap` steps away (25 = 1 s at MEAD's frame rate). Returns
+        (frames (T, 3, H, W), its neutral frame indices (T,), "sentence" or "far window"), or None when
+        neither exists.
+        """
+        p, s = self.window(i)
+        others = [q for q in self.pairs if q["actor"] == p["actor"] and q["emotion"] == p["emotion"]
+                  and q["neutral_clip"] != p["neutral_clip"] and window_count(len(q["idx_n"]), self.T) > 0]
+        if others:
+            q = others[int(rng.integers(len(others)))]
+            start, kind = min(s, window_count(len(q["idx_n"]), self.T) - 1), "sentence"
+        else:
+            q = p
+            far = [t for t in range(window_count(len(p["idx_n"]), self.T)) if abs(t - s) >= min_gap]
+            if not far:
+                return None
+            start, kind = far[int(rng.integers(len(far)))], "far window"
+        idx = q["idx_n"][start:start + self.T]
+        return self.layout.load_frames(q["actor"], "neutral", q["neutral_clip"], idx, self.size), idx, kind
+
     def __getitem__(self, i: int) -> dict[str, Any]:
-        p = self.pairs[int(self._pair_of[i])]
-        s = int(self._start_of[i])
+        p, s = self.window(i)
         idx_n = p["idx_n"][s:s + self.T]
         idx_e = p["idx_e"][s:s + self.T]
         return {
