@@ -237,9 +237,10 @@ FRAME_ZOOM = 1.3
 CORNER_LIFT = 0.065  # how far a full smile (corner = 1) lifts the mouth corners
 
 
-def to_pixels(v: np.ndarray | float, size: int) -> np.ndarray | float:
-    """Face coordinate (no head pose) -> pixel coordinate in a frame of `size`."""
-    return (np.asarray(v) * FRAME_ZOOM + 1) / 2 * size - 0.5
+def to_pixels(v: np.ndarray | float, size: int, zoom: float = FRAME_ZOOM, centre: float = 0.0) -> np.ndarray | float:
+    """Face coordinate (no head pose) -> pixel coordinate in a frame of `size` showing [-1, 1] / zoom
+    of the face around `centre` (the frame centre's face coordinate on this axis)."""
+    return ((np.asarray(v) - centre) * zoom + 1) / 2 * size - 0.5
 
 
 def _ramp(d: np.ndarray, px: float) -> np.ndarray:
@@ -290,8 +291,9 @@ class _Canvas:
     nostril) costs only its own pixels.
     """
 
-    def __init__(self, img, x, y, pxf, rot, tx, ty, lsc, size):
+    def __init__(self, img, x, y, pxf, rot, tx, ty, lsc, size, zoom, centre_y):
         self.img, self.x, self.y, self.pxf, self.size = img, x, y, pxf, size
+        self.zoom, self.centre_y = zoom, centre_y
         self.c, self.s = np.cos(rot).reshape(-1, 1), np.sin(rot).reshape(-1, 1)
         self.tx, self.ty, self.scl = tx.reshape(-1, 1), ty.reshape(-1, 1), np.exp(lsc).reshape(-1, 1)
 
@@ -300,8 +302,8 @@ class _Canvas:
         y0, y1 = float(np.min(y0)), float(np.max(y1))
         fx = np.array([[x0, x1, x0, x1]], np.float32)
         fy = np.array([[y0, y0, y1, y1]], np.float32)
-        ix = to_pixels((self.c * fx - self.s * fy) * self.scl + self.tx, self.size)  # (N, 4)
-        iy = to_pixels((self.s * fx + self.c * fy) * self.scl + self.ty, self.size)
+        ix = to_pixels((self.c * fx - self.s * fy) * self.scl + self.tx, self.size, self.zoom)  # (N, 4)
+        iy = to_pixels((self.s * fx + self.c * fy) * self.scl + self.ty, self.size, self.zoom, self.centre_y)
         c0, c1 = max(0, int(np.floor(ix.min())) - 2), min(self.size, int(np.ceil(ix.max())) + 3)
         r0, r1 = max(0, int(np.floor(iy.min())) - 2), min(self.size, int(np.ceil(iy.max())) + 3)
         if r0 >= r1 or c0 >= c1:
@@ -311,23 +313,25 @@ class _Canvas:
 
 
 def draw_faces(ident: Identity, speech: np.ndarray, expr: np.ndarray, blink: np.ndarray, pose: np.ndarray,
-               size: int, bg: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               size: int, bg: np.ndarray | None = None, zoom: float = FRAME_ZOOM,
+               centre_y: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Draw N frames of one identity.
 
     speech: (N, 4) open, width, round, jaw; expr: (N, len(EXPRESSION_PARAMS));
     blink: (N,) in [0, 1] (1 = closed); pose: (N, 4) rot (rad), tx, ty, log-scale.
+    zoom, centre_y: the frame shows [-1, 1] / zoom of the face around (0, centre_y) (see to_pixels).
     Returns images (N, H, W, 3) float32 in [0, 1] and landmarks (N, L, 2) in pixels.
     """
     N = len(speech)
-    px = 2.0 / size / FRAME_ZOOM
+    px = 2.0 / size / zoom
     ex = {n: expr[:, i].astype(np.float32).reshape(N, 1, 1) for i, n in enumerate(EXPRESSION_PARAMS)}
     sp = {n: speech[:, i].astype(np.float32).reshape(N, 1, 1) for i, n in enumerate(SPEECH_PARAMS)}
     rot, tx, ty, lsc = (pose[:, i].astype(np.float32).reshape(N, 1, 1) for i in range(4))
     ty = ty + 0.03 * ex["head_pitch"]  # a lowered head sits lower in the frame
 
     # Face coordinates of every pixel: undo the per-frame head pose.
-    g = ((np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1) / FRAME_ZOOM
-    Y, X = np.meshgrid(g, g, indexing="ij")  # (H, W)
+    g = ((np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1) / zoom
+    Y, X = np.meshgrid(g + np.float32(centre_y), g, indexing="ij")  # (H, W)
     sc = np.exp(-lsc)
     c, s = np.cos(rot), np.sin(rot)
     dx, dy = X[None] - tx, Y[None] - ty  # (N, H, W)
@@ -338,7 +342,7 @@ def draw_faces(ident: Identity, speech: np.ndarray, expr: np.ndarray, blink: np.
     if bg is None:
         bg = background(ident, size)
     img = np.broadcast_to(bg, (N, 3, size, size)).copy()  # (N, 3, H, W)
-    cv = _Canvas(img, x, y, pxf, rot, tx, ty, lsc, size)
+    cv = _Canvas(img, x, y, pxf, rot, tx, ty, lsc, size, zoom, centre_y)
 
     skin = np.asarray(ident.skin, np.float32)
     hair = np.asarray(ident.hair, np.float32)
@@ -488,5 +492,5 @@ def draw_faces(ident: Identity, speech: np.ndarray, expr: np.ndarray, blink: np.
     r, t_x, t_y, scl = (v.reshape(N, 1) for v in (rot, tx, ty, np.exp(lsc)))
     ix = (np.cos(r) * fx - np.sin(r) * fyy) * scl + t_x
     iy = (np.sin(r) * fx + np.cos(r) * fyy) * scl + t_y
-    lm = np.stack([to_pixels(ix, size), to_pixels(iy, size)], -1)  # (N, L, 2) pixels
+    lm = np.stack([to_pixels(ix, size, zoom), to_pixels(iy, size, zoom, centre_y)], -1)  # (N, L, 2) pixels
     return img, lm

@@ -25,14 +25,22 @@ class MetricNetConfig:
                              # direction depends on the disparity alone, not on a shared bias
     temporal_heads: bool = False  # own heads for the temporal terms (the paper shares one head per
                                   # stage between spatial and temporal correlations)
+    head_activation: str = "relu"  # "relu" (the paper); "tanh": an odd head, g(-d) = -g(d), so a disparity
+                                   # and its reverse point opposite ways and unrelated disparities do not
+                                   # share the positive cone a bias-free ReLU head maps them into
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
 class ProjectionHead(nn.Module):
-    def __init__(self, channels: int, ratio: int = 4, bias: bool = False):
+    def __init__(self, channels: int, ratio: int = 4, bias: bool = False, activation: str = "relu"):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"head_activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.net = nn.Sequential(
             nn.Linear(channels, channels, bias=bias),
-            nn.ReLU(inplace=True),
+            ACTIVATIONS[activation](),
             nn.Linear(channels, max(1, channels // ratio), bias=bias),
         )
 
@@ -47,9 +55,12 @@ class MetricNet(nn.Module):
         self.cfg = cfg
         self.backbone = IResNet(cfg.arch)
         widths = ARCHS[cfg.arch].widths
-        self.heads = nn.ModuleList(ProjectionHead(c, cfg.head_ratio, cfg.head_bias) for c in widths)
-        self.temporal_heads = (nn.ModuleList(ProjectionHead(c, cfg.head_ratio, cfg.head_bias) for c in widths)
-                               if cfg.temporal_heads else None)
+        def heads() -> nn.ModuleList:
+            return nn.ModuleList(ProjectionHead(c, cfg.head_ratio, cfg.head_bias, cfg.head_activation)
+                                 for c in widths)
+
+        self.heads = heads()
+        self.temporal_heads = heads() if cfg.temporal_heads else None
 
     def heads_for(self, kind: str) -> nn.ModuleList:
         """The per-stage heads of "spatial" or "temporal" correlations."""

@@ -83,6 +83,14 @@ class SynthConfig:
     shared_motion: bool = False     # opt-in experiment: head pose and blinks follow the sentence timeline
                                     # (drawn per actor and sentence), so every emotion of a sentence moves
                                     # alike at aligned frames; default: drawn independently per clip
+    emotion_timing: bool = True     # False: one phoneme timing per (actor, sentence) shared by every emotion
+                                    # (no emotion tempo, no per-take jitter): renditions are frame-aligned
+    emotion_on_mouth: bool = True   # False: emotions act on brows, lids, cheeks and nose only, never on the
+                                    # mouth, jaw or head pitch, i.e. only where speech does not move the face
+    zoom: float = fm.FRAME_ZOOM     # the frame shows [-1, 1] / zoom of the face (larger: tighter crop)
+    centre_y: float = 0.0           # face coordinate of the frame centre (positive: lower on the face)
+    alignment: str = "dtw"          # "dtw": DTW on rendered mouth features (as on real data);
+                                    # "truth": the path from the known sentence times (exact timing)
 
     def validate(self) -> "SynthConfig":
         bad = [e for e in self.emotions if e not in EMOTIONS]
@@ -105,6 +113,8 @@ class SynthConfig:
             raise StcclError(f"synth config: jpeg_quality must be 1..100, got {self.jpeg_quality}")
         if self.workers < 1:
             raise StcclError(f"synth config: workers must be >= 1, got {self.workers}")
+        if self.alignment not in ("dtw", "truth"):
+            raise StcclError(f"synth config: alignment must be 'dtw' or 'truth', got {self.alignment!r}")
         return self
 
 
@@ -113,7 +123,17 @@ PRESETS: dict[str, SynthConfig] = {
                         jpeg_quality=80),
     "default": SynthConfig(preset="default", size=112, n_identities=15, n_test=3, n_sentences=6,
                            syllables=(5, 7), jpeg_quality=85),
+    # Positive control: the paper's premise holds by construction. Neutral and emotional renditions of a
+    # sentence share the exact timing and differ only where speech does not move the face (brows, lids,
+    # cheeks, nose); no per-take nuisance (head motion, blinks, sensor noise, JPEG artefacts). A tight crop
+    # from the brows to the chin (like MEAD's aligned faces) lets the mouth span ~25 % of the frame width.
+    "control": SynthConfig(preset="control", size=64, n_identities=8, n_test=2, n_sentences=4, syllables=(4, 6),
+                           pose_jitter=0.0, blink_rate=0.0, noise_std=0.0, jpeg_quality=95, zoom=1.8, centre_y=0.15,
+                           emotion_timing=False, emotion_on_mouth=False, alignment="truth"),
 }
+
+# Expression parameters that act where speech moves the face; `emotion_on_mouth: false` zeroes them.
+MOUTH_EXPRESSION_PARAMS = ("corner", "mouth_width", "mouth_open", "upper_lip", "jaw", "head_pitch")
 
 
 def make_config(preset: str = "tiny", **overrides: Any) -> SynthConfig:
@@ -246,13 +266,26 @@ def shared_motion(s: np.ndarray, phonemes: list[str], cfg: SynthConfig, seed: in
     return pose, blink
 
 
+def clip_expression(cfg: SynthConfig, emotion: str, intensity: int) -> fm.Expression:
+    """The expression of one clip: the emotion at its intensity, without mouth terms if so configured."""
+    expr = fm.EXPRESSIONS[emotion].scaled(fm.INTENSITY_SCALE[intensity])
+    if not cfg.emotion_on_mouth:
+        expr = dataclasses.replace(expr, **{name: 0.0 for name in MOUTH_EXPRESSION_PARAMS})
+    return expr
+
+
 def plan_clip(cfg: SynthConfig, seed: int, actor_idx: int, emotion: str, clip: int,
               phonemes: list[str]) -> ClipPlan:
     intensity = clip_intensity(seed, cfg, actor_idx, emotion, clip)
-    expr = fm.EXPRESSIONS[emotion].scaled(fm.INTENSITY_SCALE[intensity])
+    expr = clip_expression(cfg, emotion, intensity)
     rate = _rng(seed, _TAG_RATE, actor_idx).uniform(*cfg.rate_range)
-    rng = _rng(seed, _TAG_TIMING, actor_idx, EMOTIONS.index(emotion), clip)
-    durations = timing(phonemes, rate * expr.tempo, cfg.duration_jitter, cfg.pause_jitter, rng)
+    if cfg.emotion_timing:
+        rng = _rng(seed, _TAG_TIMING, actor_idx, EMOTIONS.index(emotion), clip)
+        durations = timing(phonemes, rate * expr.tempo, cfg.duration_jitter, cfg.pause_jitter, rng)
+    else:  # one draw per (actor, sentence): every emotion speaks on the same frames
+        durations = timing(phonemes, rate, cfg.duration_jitter, cfg.pause_jitter,
+                           _rng(seed, _TAG_TIMING, actor_idx, 0, clip))
+        rng = _rng(seed, _TAG_TIMING, actor_idx, EMOTIONS.index(emotion), clip)
     s = sentence_time_of_frames(durations)
     visemes = [fm.PHONEMES[p][0] for p in phonemes]
     n = len(s)
@@ -270,7 +303,7 @@ def plan_clip(cfg: SynthConfig, seed: int, actor_idx: int, emotion: str, clip: i
     )
 
 
-def mouth_box(ident: fm.Identity, size: int) -> tuple[int, int, int, int]:
+def mouth_box(ident: fm.Identity, cfg: SynthConfig) -> tuple[int, int, int, int]:
     """Pixel box (y0, y1, x0, x1) around the mouth and chin at rest, for DTW features.
 
     A user of real data would crop the mouth with landmarks; here the
@@ -279,8 +312,10 @@ def mouth_box(ident: fm.Identity, size: int) -> tuple[int, int, int, int]:
     cy = ident.mouth_y + ident.face_y
     x0, x1 = -1.7 * ident.mouth_w, 1.7 * ident.mouth_w
     y0, y1 = cy - 0.12, cy + 0.16
-    to_px = lambda v: int(round(float(fm.to_pixels(v, size)) + 0.5))  # noqa: E731
-    return max(0, to_px(y0)), min(size, to_px(y1)), max(0, to_px(x0)), min(size, to_px(x1))
+    size = cfg.size
+    to_px = lambda v, c=0.0: int(round(float(fm.to_pixels(v, size, cfg.zoom, c)) + 0.5))  # noqa: E731
+    return (max(0, to_px(y0, cfg.centre_y)), min(size, to_px(y1, cfg.centre_y)),
+            max(0, to_px(x0)), min(size, to_px(x1)))
 
 
 def mouth_features(frames: np.ndarray, box: tuple[int, int, int, int], grid: tuple[int, int] = (8, 12)) -> np.ndarray:
@@ -314,7 +349,8 @@ def _render_clip(job: dict) -> dict:
     seed, a_idx, actor, emotion, clip = job["seed"], job["actor_idx"], job["actor"], job["emotion"], job["clip"]
     ident = identity(seed, a_idx, actor)
     plan = plan_clip(cfg, seed, a_idx, emotion, clip, job["phonemes"])
-    img, lm = fm.draw_faces(ident, plan.speech, plan.expr, plan.blink, plan.pose, cfg.size)  # (N, H, W, 3)
+    img, lm = fm.draw_faces(ident, plan.speech, plan.expr, plan.blink, plan.pose, cfg.size,
+                            zoom=cfg.zoom, centre_y=cfg.centre_y)  # (N, H, W, 3)
     rng = _rng(seed, _TAG_NOISE, a_idx, EMOTIONS.index(emotion), clip)
     # Sensor noise: every frame takes a random crop of one noise field drawn per clip, which looks
     # independent frame to frame and costs a fraction of drawing fresh noise for every pixel.
@@ -337,7 +373,7 @@ def _render_clip(job: dict) -> dict:
     return {
         "actor": actor, "emotion": emotion, "clip": clip, "intensity": plan.intensity,
         "plan": plan, "landmarks": lm.astype(np.float32),
-        "features": mouth_features(decoded, mouth_box(ident, cfg.size)),
+        "features": mouth_features(decoded, mouth_box(ident, cfg)),
     }
 
 
@@ -398,9 +434,12 @@ def true_frame_map(s_src: np.ndarray, s_dst: np.ndarray) -> np.ndarray:
 
 def _align_one(job: tuple) -> dict:
     """Worker: DTW path of one pair and its error against the true timing."""
-    actor, emotion, clip, feat_n, feat_e, s_n, s_e, window = job
-    idx_n, idx_e = dtw_path(feat_n, feat_e, window=window)
+    actor, emotion, clip, feat_n, feat_e, s_n, s_e, window, method = job
     truth = true_frame_map(s_n, s_e)
+    if method == "truth":  # each neutral frame with the emotional frame nearest its sentence time
+        idx_n, idx_e = list(range(len(s_n))), [int(j) for j in np.clip(np.round(truth), 0, len(s_e) - 1)]
+    else:
+        idx_n, idx_e = dtw_path(feat_n, feat_e, window=window)
     n_n, n_e = len(s_n), len(s_e)
     lin_e = np.round(np.arange(n_n) * (n_e - 1) / max(n_n - 1, 1)).astype(int)
     return {"actor": actor, "emotion": emotion, "clip": clip, "path": [idx_n, idx_e],
@@ -412,13 +451,15 @@ def _align_one(job: tuple) -> dict:
 
 
 def align_pairs(results: dict[tuple[str, str, int], dict], actors: list[str], emotions: Sequence[str],
-                clips: Sequence[int], window: int | None, mapper=map) -> tuple[dict, list[dict]]:
-    """DTW paths neutral -> emotion on rendered-frame features; also their error against the truth.
+                clips: Sequence[int], window: int | None, mapper=map, method: str = "dtw") -> tuple[dict, list[dict]]:
+    """Paths neutral -> emotion (DTW on rendered-frame features, or from the true sentence times when
+    `method` is "truth"); also their error against the truth.
 
     `mapper` is `map` or a pool's `imap` (the order of results is kept).
     """
     jobs = [(a, e, c, results[(a, "neutral", c)]["features"], results[(a, e, c)]["features"],
-             results[(a, "neutral", c)]["plan"].sentence_time, results[(a, e, c)]["plan"].sentence_time, window)
+             results[(a, "neutral", c)]["plan"].sentence_time, results[(a, e, c)]["plan"].sentence_time, window,
+             method)
             for a in actors for e in emotions if e != "neutral" for c in clips]
     alignment: dict[str, dict[str, dict[str, list[list[int]]]]] = {a: {} for a in actors}
     errors = []
@@ -537,7 +578,8 @@ def synthesize(out: str | os.PathLike, cfg: SynthConfig, seed: int = 0, force: b
 
         t0 = time.perf_counter()
         mapper = functools.partial(pool.imap, chunksize=8) if pool else map
-        alignment, errors = align_pairs(results, actors, cfg.emotions, clips, cfg.dtw_window, mapper=mapper)
+        alignment, errors = align_pairs(results, actors, cfg.emotions, clips, cfg.dtw_window, mapper=mapper,
+                                        method=cfg.alignment)
         t_align = time.perf_counter() - t0
     finally:
         if pool is not None:
@@ -563,7 +605,7 @@ def synthesize(out: str | os.PathLike, cfg: SynthConfig, seed: int = 0, force: b
         "speech_params": list(fm.SPEECH_PARAMS), "expression_params": list(fm.EXPRESSION_PARAMS),
         "landmarks": list(fm.LANDMARKS),
         "layout": "{actor}/align_img/{emotion}/{clip:03d}/{frame:06d}.jpg",
-        "alignment_features": "grey mouth-region 8x12 block means of the saved JPEG frames, clip mean removed, plus their temporal gradient",
+        "alignment_features": "true sentence times (alignment: truth)" if cfg.alignment == "truth" else "grey mouth-region 8x12 block means of the saved JPEG frames, clip mean removed, plus their temporal gradient",
     }
     atomic_write_json(out / "meta.json", meta)
 
@@ -639,9 +681,10 @@ def render_target(root: str | os.PathLike, actor: str, clip: int, emotion: str, 
     rows = rows.sort_values("frame")
     ident = identity(int(meta["seed"]), meta["actors"].index(actor), actor)
     speech = rows[[f"v_{n}" for n in fm.SPEECH_PARAMS]].to_numpy(np.float64)  # (N, 4)
-    expr = np.repeat(fm.EXPRESSIONS[emotion].scaled(fm.INTENSITY_SCALE[intensity]).vector()[None], len(rows), 0)
+    expr = np.repeat(clip_expression(cfg, emotion, intensity).vector()[None], len(rows), 0)
     pose = rows[["pose_rot", "pose_tx", "pose_ty", "pose_log_scale"]].to_numpy(np.float64)  # (N, 4)
-    img, _ = fm.draw_faces(ident, speech, expr, rows["blink"].to_numpy(np.float64), pose, cfg.size)
+    img, _ = fm.draw_faces(ident, speech, expr, rows["blink"].to_numpy(np.float64), pose, cfg.size,
+                           zoom=cfg.zoom, centre_y=cfg.centre_y)
     return np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
