@@ -19,7 +19,7 @@ from stccl.train_metric import MetricTrainConfig, epoch_batches, load_metric_con
 @pytest.fixture(scope="module")
 def micro(tmp_path_factory):
     root = tmp_path_factory.mktemp("metric") / "micro"
-    synth.synthesize(root, synth.make_config("tiny", n_identities=3, n_test=1, n_sentences=1, syllables=(3, 3),
+    synth.synthesize(root, synth.make_config("tiny", n_identities=3, n_test=1, n_sentences=2, syllables=(3, 3),
                                              emotions=("neutral", "happy"), workers=1),
                      seed=4, progress=False)
     return root
@@ -52,13 +52,13 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(micro, tmp_path):
     ckpt = load_checkpoint(tmp_path / "full" / "ckpt_last.pt")
     assert {"model", "optimizer", "config", "step", "rng"} <= set(ckpt) and ckpt["config"]["kind"] == "metric"
     assert json.loads((tmp_path / "full" / "config.json").read_text())["T"] == 3
-    # every parameter (backbone and all four heads) was trained
-    init = MetricNet(cfg.net).state_dict()
-    for name, value in ckpt["model"].items():
-        if name.endswith("weight") and "bn" not in name:
-            assert not torch.equal(value, init[name]) or "heads" not in name, name
-    moved = [n for n in init if "heads" in n and not torch.equal(ckpt["model"][n], init[n])]
-    assert len(moved) == len([n for n in init if "heads" in n])
+    # every weight of the backbone's convolutions and of all four heads moved from the run's own start
+    init = load_checkpoint(tmp_path / "full" / "ckpt_init.pt")
+    assert init["step"] == 0 and init["model"].keys() == ckpt["model"].keys()
+    trainable = [n for n, p in MetricNet(cfg.net).named_parameters()]
+    assert any("heads" in n for n in trainable) and any("backbone" in n for n in trainable)
+    frozen = [n for n in trainable if torch.equal(ckpt["model"][n], init["model"][n])]
+    assert frozen == [], frozen
     # the checkpoint plugs into the loss
     loss_fn = STCCLLoss.from_checkpoint(tmp_path / "full" / "ckpt_last.pt", variant="vd")
     x = torch.rand(1, 3, 3, 48, 48)
@@ -120,19 +120,25 @@ def test_cli_dry_run_and_diagnose(micro, tmp_path, capsys):
         for variant in ("vd", "cm"):
             for key in ("spatial_pos", "spatial_neg", "temporal_pos", "temporal_neg"):
                 assert -1.0 <= out[variant][key] <= 1.0
-    # identical clips: every query equals its positive
-    ds = PairedWindowDataset(micro, micro / "aligned_path.json", T=3, split="test", size=48)
+            for measure in ("per_query", "official"):
+                for kind in ("spatial", "temporal"):
+                    entry = out[measure][variant][kind]
+                    assert entry["gap"] == pytest.approx(entry["pos"] - entry["pos_mismatched"], abs=2e-4)
+                    assert {"pos_sd", "neg_sd", "pos_mismatched_sd", "gap_sd"} <= set(entry)
+        assert out["windows"] > 0 and out["mismatch_sentence"] == out["windows"] and out["seeds"] == [0, 1, 2]
 
-    class Same(torch.utils.data.Dataset):
-        def __len__(self):
-            return len(ds)
-
+    # identical clips: every query equals its positive, under both measures
+    class Same(PairedWindowDataset):
         def __getitem__(self, i):
-            item = ds[i]
-            return {"neutral": item["neutral"], "emotional": item["neutral"]}
+            item = super().__getitem__(i)
+            return {**item, "emotional": item["neutral"]}
 
-    res = correlation_diagnostic(MetricNet(), Same(), STCCLOptions(spatial_samples=(8, 4, 2, 1), temporal_factor=2),
-                                 batch_size=2, max_batches=1)
-    assert res["vd"]["spatial_pos"] == pytest.approx(1.0, abs=1e-4)
-    assert res["cm"]["temporal_pos"] == pytest.approx(1.0, abs=1e-4)
-    assert res["vd"]["spatial_neg"] < 0.999
+    ds = Same(micro, micro / "aligned_path.json", T=3, split="test", size=48)
+    res = correlation_diagnostic(MetricNet(), ds, STCCLOptions(spatial_samples=(8, 4, 2, 1), temporal_factor=2),
+                                 batch_size=2, max_batches=1, seeds=(0,))
+    for measure in ("per_query", "official"):
+        assert res[measure]["vd"]["spatial"]["pos"] == pytest.approx(1.0, abs=1e-4)
+        assert res[measure]["cm"]["temporal"]["pos"] == pytest.approx(1.0, abs=1e-4)
+        assert res[measure]["vd"]["spatial"]["neg"] < 0.999
+        # another sentence of the same face is not the same thing said
+        assert res[measure]["vd"]["temporal"]["pos_mismatched"] < 0.999
