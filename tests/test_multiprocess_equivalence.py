@@ -57,10 +57,9 @@ def _reference_metric(config: Path, steps: int, world: int = 2, split_bn: bool =
     """One process: per step the ranks' half batches (order[r::world]), their mean loss, one Adam step."""
     from stccl.correlation import sample_positions
     from stccl.data import PairedWindowDataset
-    from stccl.distributed import DistInfo
     from stccl.io import seed_everything
     from stccl.metric_net import MetricNet
-    from stccl.train_metric import MetricObjective, _stage_shapes, epoch_batches, load_metric_config
+    from stccl.train_metric import MetricObjective, _stage_shapes, epoch_order, load_metric_config
 
     torch.set_num_threads(1)
     cfg = load_metric_config(config)
@@ -71,7 +70,13 @@ def _reference_metric(config: Path, steps: int, world: int = 2, split_bn: bool =
     objective = MetricObjective(net, cfg.loss, cfg.symmetric)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     shapes = _stage_shapes(net, tuple(ds[0]["neutral"].shape[-2:]))
-    halves = [epoch_batches(len(ds), cfg.seed, 0, cfg.batch_size, DistInfo(r, world)) for r in range(world)]
+    # rank r's windows, written out here rather than taken from stccl.distributed.shard: order[r::world]
+    order = epoch_order(len(ds), cfg.seed, 0)
+    usable = len(order) - len(order) % world
+    halves = []
+    for r in range(world):
+        mine = order[r:usable:world]
+        halves.append([mine[i:i + cfg.batch_size] for i in range(0, len(mine) - cfg.batch_size + 1, cfg.batch_size)])
     net.train()
     losses = []
     for step in range(steps):
