@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PARAMS ?= params/smoke.yaml
 
-.PHONY: setup reproduce test bench clean-runs
+.PHONY: setup reproduce test bench mutation clean-runs
 
 # Create the virtual environment and install the kit (CPU torch 2.13.0 first, so
 # nothing else can pull a multi-GB CUDA build).
@@ -22,6 +22,10 @@ reproduce:
 # pytest's exit 5 (nothing collected) is not a failure of the kit.
 test:
 	$(BIN)/python -m pytest -q; s=$$?; if [ $$s -eq 5 ]; then echo "no tests collected"; s=0; fi; exit $$s
+
+# Named bugs put into a temporary copy, one at a time: which does the suite catch? (~15 min; not CI)
+mutation:
+	$(BIN)/python tests/mutation.py $(MUTATION_ARGS)
 
 bench:
 	$(BIN)/python benchmarks/loss_step.py --config params/metric_tiny.yaml

@@ -86,17 +86,63 @@ def test_ground_truth_scores_perfect_and_shuffled_scores_bad(micro, nets):
     assert copy["mouth_l1"] > 0.005
 
 
-def test_evaluate_outputs_copy_and_shuffled(micro, nets, tmp_path):
+def test_emotion_accuracy_high_on_the_truth_and_low_on_a_neutral_copy(micro, nets):
+    """The truth shows the target emotion: score_clip's accuracy is high; the unedited neutral input: low.
+
+    The tiny evaluation classifier does not generalise to the one held-out identity of this data set, so
+    the check runs on a train identity whose own recorded clips the classifier gets right (counted here
+    with a plain argmax): what is tested is score_clip's accounting, not the classifier.
+    """
+    from stccl.aux_nets import batched
+
+    layout = MeadLayout(micro)
+    tests = json.loads((micro / "meta.json").read_text())["test_actors"]
+
+    def recorded_accuracy(actor, emotion):
+        clip = layout.clips(actor, emotion)[0]
+        frames = layout.load_frames(actor, emotion, clip, np.arange(layout.num_frames(actor, emotion, clip)), S)
+        return float((batched(nets["emotion_eval"], frames).argmax(1) == EMOTIONS.index(emotion)).float().mean())
+
+    actor = next((a for a in layout.actors() if a not in tests
+                  and all(recorded_accuracy(a, e) >= 0.9 for e in ("happy", "sad"))), None)
+    assert actor is not None, "the evaluation classifier gets no train identity right: the fixture is broken"
+    for emotion in ("happy", "sad"):
+        idx = EMOTIONS.index(emotion)
+        source, target = _gt_and_source(micro, actor, emotion=emotion)
+        truth, _ = score_clip(nets, source, target, target, idx)
+        copy, _ = score_clip(nets, source, source, target, idx)
+        assert truth["emotion_acc"] >= 0.8, (actor, emotion, truth["emotion_acc"])
+        assert copy["emotion_acc"] <= 0.2, (actor, emotion, copy["emotion_acc"])
+
+
+def test_evaluate_outputs_copy_and_shuffled(micro, nets, tmp_path, monkeypatch):
+    monkeypatch.delenv("STCCL_LPIPS_WEIGHTS", raising=False)  # the "absent" branch, whatever this machine holds
     opts = EvalOptions(target_emotions=("happy", "sad"), max_clips=1, lpips=True)
     copy, df = evaluate_outputs(baseline_output_fn("copy", micro, S), micro, S, opts, AUX, progress=False)
     shuf, _ = evaluate_outputs(baseline_output_fn("shuffled", micro, S), micro, S, opts, AUX, progress=False)
     assert len(df) == copy["clips"] == 2 and set(df["target_emotion"]) == {"happy", "sad"}
     s = copy["summary"]
     assert all(np.isfinite(s[k]) for k in ("mouth_l1", "mouth_param_err", "csim", "fad", "ssim", "psnr"))
-    assert s["lpips"] == "not computed"  # no LPIPS weights on this machine
+    assert s["lpips"] == "not computed"  # no LPIPS weights given
     assert shuf["summary"]["mouth_param_err"] > s["mouth_param_err"]
     assert s["csim"] == pytest.approx(1.0, abs=1e-5)  # the input itself: same identity embedding
     assert 0.5 < shuf["summary"]["csim"] < 1.0  # same person, other frames
+
+
+def test_evaluate_outputs_computes_lpips_when_its_weights_are_given(micro, nets, tmp_path, monkeypatch):
+    from test_known_answers import _stand_in_alexnet
+
+    torch.save(_stand_in_alexnet(), tmp_path / "alex.pth")
+    monkeypatch.setenv("STCCL_LPIPS_WEIGHTS", str(tmp_path / "alex.pth"))
+    monkeypatch.delenv("STCCL_LPIPS_LINEAR", raising=False)
+    monkeypatch.setattr("stccl.metrics._lpips_package_linear", lambda: None)
+    opts = EvalOptions(target_emotions=("happy",), max_clips=1, lpips=True)
+    res, _ = evaluate_outputs(baseline_output_fn("copy", micro, S), micro, S, opts, AUX, progress=False)
+    lp = res["summary"]["lpips"]
+    assert isinstance(lp, float) and 0 < lp < 10
+    off, _ = evaluate_outputs(baseline_output_fn("copy", micro, S), micro, S,
+                              EvalOptions(target_emotions=("happy",), max_clips=1, lpips=False), AUX, progress=False)
+    assert off["summary"]["lpips"] == "not computed"
 
 
 def test_evaluate_and_compare_cli(micro, tmp_path, capsys):

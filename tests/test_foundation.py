@@ -64,7 +64,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     class Boom:
         pass
 
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="Boom"):
         atomic_write_json(target, {"a": Boom()})
     assert read_json(target) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]

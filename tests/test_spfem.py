@@ -11,6 +11,7 @@ from stccl import synth
 from stccl.aux_nets import NET_SPECS, EmotionClassifier, IdentityEmbedder
 from stccl.cli import main as cli_main
 from stccl.config import from_dict
+from stccl.io import StcclError
 from stccl.spfem import (DiscriminatorConfig, Generator, GeneratorConfig, PatchDiscriminator,
                          random_other_emotion)
 from stccl.train_spfem import SpfemConfig, SpfemLosses, load_generator
@@ -60,8 +61,10 @@ def test_generator_condition_changes_output():
     a = G(x, emotion=torch.tensor([1]))
     b = G(x, emotion=torch.tensor([2]))
     assert (a - b).abs().max() > 1e-4
-    with pytest.raises(Exception):
+    with pytest.raises(StcclError, match="exactly one of `emotion`"):
         G(x)  # neither label nor reference
+    with pytest.raises(StcclError, match="exactly one of `emotion`"):
+        G(x, emotion=torch.tensor([1]), reference=x)  # both
 
 
 @pytest.mark.parametrize("output", ["warp", "warp_blend"])

@@ -10,6 +10,7 @@ from scipy.interpolate import CubicSpline
 
 from stccl import cli, synth
 from stccl.data import EMOTIONS, MeadLayout, PairedWindowDataset, load_alignment
+from stccl.io import StcclError
 
 # A micro version of the tiny preset: all 7 emotions, 3 actors, 2 sentences, 48 px.
 MICRO = dict(n_identities=3, n_test=1, n_sentences=2, size=48)
@@ -188,7 +189,7 @@ def test_render_target(micro):
     assert diff.mean() > 0.5  # the expression changes the face
     assert diff[: h // 8].mean() < diff[h // 4: 7 * h // 8].mean()  # ... not the background at the top
     assert np.array_equal(target, synth.render_target(root, "S002", 1, "happy"))  # clean: deterministic
-    with pytest.raises(Exception, match="unknown emotion"):
+    with pytest.raises(StcclError, match="unknown emotion"):
         synth.render_target(root, "S002", 1, "joy")
 
 
@@ -230,9 +231,9 @@ def test_cli_synth_and_force(tmp_path, capsys):
 def test_presets():
     assert synth.PRESETS["tiny"].size == 64 and synth.PRESETS["default"].size in (112, 128)
     assert synth.PRESETS["tiny"].emotions == EMOTIONS
-    with pytest.raises(Exception, match="unknown synth preset"):
+    with pytest.raises(StcclError, match="unknown synth preset"):
         synth.make_config("huge")
-    with pytest.raises(Exception, match="n_test"):
+    with pytest.raises(StcclError, match="n_test"):
         synth.make_config("tiny", n_identities=2, n_test=2)
 
 

@@ -1,0 +1,202 @@
+"""Mutation check: put named bugs into a temporary copy of the kit, one at a time, and see whether the tests notice.
+
+    python tests/mutation.py                 # every bug (about 15 minutes on 2 cores)
+    python tests/mutation.py --only emotion_acc_inverted,ddp_missing
+    python tests/mutation.py --list
+    python tests/mutation.py --clean         # first run each bug's tests on the unmutated copy (must pass)
+    make mutation                            # the same as the first line
+
+Each bug is a literal text replacement in one file; its pattern must occur exactly once (else the script
+stops: the code moved and the bug list needs updating). The copy holds the tracked and untracked
+(not ignored) files of this checkout; its tests run with PYTHONPATH pointing at the copy, so the mutated
+`stccl` is the one imported, also by subprocesses and torchrun workers. A bug is *caught* when its tests
+fail. Prints a table and exits 1 when a bug survived. Not part of `make test` (this file is not named
+test_*.py, so pytest does not collect it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]      # pytest arguments (files, -k expressions)
+    why: str
+
+
+BUGS = (
+    # ---- evaluation
+    Bug("emotion_acc_inverted", "stccl/evaluate.py",
+        "float((pred == target_emotion).float().mean())", "float((pred != target_emotion).float().mean())",
+        ("tests/test_evaluate.py", "-k", "emotion_accuracy"), "score_clip counts wrong predictions"),
+    Bug("psnr_wrong_range", "stccl/metrics.py",
+        "peak_signal_noise_ratio(x, y, data_range=1.0)", "peak_signal_noise_ratio(x, y, data_range=255.0)",
+        ("tests/test_known_answers.py",), "PSNR for 8-bit images on [0, 1] data"),
+    Bug("ssim_of_itself", "stccl/metrics.py",
+        "structural_similarity(x, y, channel_axis", "structural_similarity(x, x, channel_axis",
+        ("tests/test_known_answers.py",), "SSIM compares the output with itself (always 1)"),
+    Bug("lpips_never_computed", "stccl/metrics.py",
+        "    if weights is None:\n        return NOT_COMPUTED", "    if True:\n        return NOT_COMPUTED",
+        ("tests/test_known_answers.py",), "LPIPS reported 'not computed' even with weights"),
+    Bug("lpips_linear_ignored", "stccl/metrics.py",
+        "d = (d * self.lins[l]).sum(1) if self.lins is not None else d.sum(1)", "d = d.sum(1)",
+        ("tests/test_known_answers.py",), "the LPIPS linear layers are loaded but not applied"),
+    Bug("lpips_no_input_scaling", "stccl/metrics.py",
+        "h = (x - self.shift) / self.scale", "h = x",
+        ("tests/test_known_answers.py",), "LPIPS skips its input scaling layer"),
+    # ---- ablations
+    Bug("ablation_metric_overrides_dropped", "stccl/reproduce.py",
+        "run=metric_dir, extra=dict(run.metric)", "run=metric_dir, extra={}",
+        ("tests/test_ablation_configs.py",), "a grid point's metric settings never reach its metric run"),
+    Bug("ablation_metric_runs_shared", "stccl/reproduce.py",
+        "key = to_json(dict(sorted(overrides.items())))", "key = to_json({})",
+        ("tests/test_ablation_configs.py",), "every grid point reuses one metric retrain"),
+    Bug("ablation_variant_ignored", "stccl/reproduce.py",
+        'ov["stccl_variant"] = variant', 'ov["stccl_variant"] = "vd"',
+        ("tests/test_ablation_configs.py",), "the CM grid point trains VD"),
+    # ---- report
+    Bug("pct_change_sign", "stccl/report.py",
+        "100.0 * (new - base) / abs(base)", "100.0 * (base - new) / abs(base)",
+        ("tests/test_report_verdicts.py",), "percent change with the wrong sign"),
+    Bug("direction_ignores_higher_better", "stccl/report.py",
+        "better = (new > base) == higher_better", "better = new > base",
+        ("tests/test_report_verdicts.py",), "'better' for a rise of an error measure"),
+    Bug("verdict_emotion_one_sided", "stccl/report.py",
+        "abs(d_acc) <= TARGET_EMOTION_POINTS", "d_acc <= TARGET_EMOTION_POINTS",
+        ("tests/test_report_verdicts.py",), "an emotion-accuracy gain of any size passes the target"),
+    Bug("verdict_neg_one_sided", "stccl/report.py",
+        "pos >= TARGET_POS and abs(neg) <= TARGET_NEG", "pos >= TARGET_POS and neg <= TARGET_NEG",
+        ("tests/test_report_verdicts.py",), "a strongly negative 'negative' similarity passes the target"),
+    # ---- multi-process training
+    Bug("ddp_missing", "stccl/train_metric.py",
+        "        if info.enabled:\n            model = nn.parallel.DistributedDataParallel(",
+        "        if False:\n            model = nn.parallel.DistributedDataParallel(",
+        ("tests/test_multiprocess_equivalence.py", "-k", "metric_ranks or two_ranks"),
+        "metric ranks train on their own gradients"),
+    Bug("same_shard_on_every_rank", "stccl/distributed.py",
+        "indices[info.rank:usable:info.world_size]", "indices[0:usable:info.world_size]",
+        ("tests/test_multiprocess_equivalence.py", "-k", "two_ranks"),
+        "every rank trains on rank 0's windows"),
+    Bug("spfem_grads_summed", "stccl/train_spfem.py",
+        "p.grad /= dist_info.world_size", "p.grad *= 1",
+        ("tests/test_multiprocess_equivalence.py", "-k", "spfem"), "SPFEM gradients summed, not averaged"),
+    Bug("spfem_discriminator_not_synced", "stccl/train_spfem.py",
+        "_sync_grads(D, dist_info)", "pass",
+        ("tests/test_multiprocess_equivalence.py", "-k", "spfem"), "the discriminators of the ranks drift apart"),
+    Bug("spfem_no_initial_broadcast", "stccl/train_spfem.py",
+        "broadcast(t, src=0)", "t.add_(0)",
+        ("tests/test_multiprocess_equivalence.py", "-k", "spfem"), "each rank starts from its own random weights"),
+    # ---- insightface loader
+    Bug("iresnet_block_skips_bn1", "stccl/backbone.py",
+        "self.conv1(self.bn1(x))", "self.conv1(x)",
+        ("tests/test_insightface_reference.py",), "the block's first BatchNorm is skipped"),
+    Bug("iresnet_no_input_normalisation", "stccl/backbone.py",
+        "self.conv1((x - 0.5) / 0.5)", "self.conv1(x)",
+        ("tests/test_insightface_reference.py",), "[0, 1] input fed to a network trained on [-1, 1]"),
+    # ---- precise exception types
+    Bug("generator_raises_valueerror", "stccl/spfem.py",
+        'raise StcclError("Generator: give exactly one', 'raise ValueError("Generator: give exactly one',
+        ("tests/test_spfem.py", "-k", "condition_changes"), "a plain ValueError instead of the kit's one-line error"),
+)
+
+
+def copy_tree(dest: Path) -> None:
+    """The checkout's tracked and untracked, not ignored files."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file() and not src.is_symlink():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+def check(bug: Bug, tree: Path) -> None:
+    n = (tree / bug.file).read_text().count(bug.old)
+    if n != 1:
+        raise SystemExit(f"mutation {bug.name}: pattern found {n} times in {bug.file} (expected once); "
+                         f"update tests/mutation.py:\n{bug.old}")
+
+
+def apply(bug: Bug, tree: Path) -> None:
+    check(bug, tree)
+    path = tree / bug.file
+    path.write_text(path.read_text().replace(bug.old, bug.new))
+
+
+def run_tests(tree: Path, args: tuple[str, ...], timeout: float) -> tuple[int, float, str]:
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *args],
+                              cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+        rc, tail = proc.returncode, (proc.stdout + proc.stderr).strip().splitlines()[-1:]
+    except subprocess.TimeoutExpired:
+        rc, tail = -1, ["timeout"]
+    return rc, time.perf_counter() - t0, tail[0] if tail else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", default=None, help="comma-separated bug names")
+    p.add_argument("--list", action="store_true", help="list the bugs and exit")
+    p.add_argument("--clean", action="store_true", help="also run each bug's tests unmutated (they must pass)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds per pytest run")
+    args = p.parse_args(argv)
+    bugs = BUGS
+    if args.only:
+        names = args.only.split(",")
+        unknown = sorted(set(names) - {b.name for b in BUGS})
+        if unknown:
+            p.error(f"unknown bug(s) {unknown}; see --list")
+        bugs = tuple(b for b in BUGS if b.name in names)
+    if args.list:
+        for b in bugs:
+            print(f"{b.name:34s} {b.file:24s} {b.why}")
+        return 0
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="stccl_mutation_") as tmp:
+        clean = Path(tmp) / "clean"
+        copy_tree(clean)
+        for b in bugs:  # every pattern is checked before anything runs
+            check(b, clean)
+        for b in bugs:
+            if args.clean:
+                rc, secs, tail = run_tests(clean, b.tests, args.timeout)
+                if rc != 0:
+                    rows.append((b.name, "tests fail unmutated", secs, tail))
+                    print(f"{b.name}: the unmutated tests fail ({tail})", flush=True)
+                    continue
+            tree = Path(tmp) / "mutant"
+            shutil.copytree(clean, tree)
+            apply(b, tree)
+            rc, secs, tail = run_tests(tree, b.tests, args.timeout)
+            shutil.rmtree(tree)
+            verdict = "caught" if rc == 1 else ("SURVIVED" if rc == 0 else f"error (pytest exit {rc})")
+            rows.append((b.name, verdict, secs, tail))
+            print(f"{b.name}: {verdict} in {secs:.0f} s ({tail})", flush=True)
+    print("\n| bug | file | tests | result | s |\n|---|---|---|---|---|")
+    for (name, verdict, secs, _), b in zip(rows, bugs):
+        print(f"| {name} | {b.file} | {' '.join(b.tests)} | {verdict} | {secs:.0f} |")
+    survived = [r for r in rows if r[1] != "caught"]
+    print(f"\n{len(rows) - len(survived)} of {len(rows)} caught")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
