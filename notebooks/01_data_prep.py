@@ -27,8 +27,8 @@ run_name = None      # None: the params file's stem
 force = False
 
 # %%
-from stccl import report
-from stccl.reproduce import ensure_data, notebook_context, record_outputs
+from stccl.pipeline import report
+from stccl.pipeline.runner import ensure_data, notebook_context, record_outputs
 
 params, paths = notebook_context(params_file, data_root, preset, device, seeds, run_name)
 root = ensure_data(params, paths, force=force)

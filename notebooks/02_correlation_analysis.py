@@ -33,8 +33,8 @@ run_name = None
 force = False
 
 # %%
-from stccl import report
-from stccl.reproduce import diagnose_before, notebook_context, record_outputs
+from stccl.pipeline import report
+from stccl.pipeline.runner import diagnose_before, notebook_context, record_outputs
 
 params, paths = notebook_context(params_file, data_root, preset, device, seeds, run_name)
 snap = report.correlation_snapshot(params.metric_config, paths.data_root, paths.run_dir / "correlation_snapshot.npz",

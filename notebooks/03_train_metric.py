@@ -29,8 +29,8 @@ run_name = None
 force = False
 
 # %%
-from stccl import report
-from stccl.reproduce import diagnose_before, diagnose_json, notebook_context, record_outputs, train_metric_run
+from stccl.pipeline import report
+from stccl.pipeline.runner import diagnose_before, diagnose_json, notebook_context, record_outputs, train_metric_run
 
 params, paths = notebook_context(params_file, data_root, preset, device, seeds, run_name)
 run = train_metric_run(params, paths, force=force)

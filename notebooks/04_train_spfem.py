@@ -28,9 +28,9 @@ run_name = None
 force = False
 
 # %%
-from stccl import report
+from stccl.pipeline import report
 from stccl.io import read_json
-from stccl.reproduce import (evaluate_copy_baseline, notebook_context, record_outputs, save_side_by_side,
+from stccl.pipeline.runner import (evaluate_copy_baseline, notebook_context, record_outputs, save_side_by_side,
                              train_and_evaluate)
 
 params, paths = notebook_context(params_file, data_root, preset, device, seeds, run_name)

@@ -29,9 +29,9 @@ run_name = None
 force = False
 
 # %%
-from stccl import report
+from stccl.pipeline import report
 from stccl.io import atomic_write_text
-from stccl.reproduce import notebook_context, record_outputs, run_ablation_batch
+from stccl.pipeline.runner import notebook_context, record_outputs, run_ablation_batch
 
 params, paths = notebook_context(params_file, data_root, preset, device, seeds, run_name)
 print(f"{len(params.ablation.runs)} grid points; metric steps {params.ablation.metric_steps}, "

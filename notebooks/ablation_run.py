@@ -26,7 +26,7 @@ run_stem = None
 force = False
 
 # %%
-from stccl.reproduce import ablation_run, notebook_context
+from stccl.pipeline.runner import ablation_run, notebook_context
 
 params, paths = notebook_context(params_file, data_root=data_root, run_name=run_stem)
 run = {r.name: r for r in params.ablation.runs}[run_name]

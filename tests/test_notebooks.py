@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from stccl import reproduce
+from stccl.pipeline import runner as reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stccl import reproduce
+from stccl.pipeline import runner as reproduce
 from stccl.io import StcclError
 
 NB = '''# %% tags=["parameters"]
@@ -27,7 +27,7 @@ force = False
 
 # %%
 from pathlib import Path
-from stccl.reproduce import notebook_context, record_outputs
+from stccl.pipeline.runner import notebook_context, record_outputs
 params, paths = notebook_context(params_file, data_root, preset, device, seeds, run_name)
 out = paths.run_dir / "{name}.txt"
 n = int(out.read_text()) + 1 if out.exists() else 1

@@ -6,7 +6,7 @@
 
 For every held-out identity, every source clip (neutral by default) and every
 other target emotion, the generator's output is scored against the rendered
-ground truth `stccl.synth.render_target` (the same person saying the same
+ground truth `stccl.data.synth.render_target` (the same person saying the same
 sentence on the source's timing with the target emotion). Only evaluation
 touches the ground truth.
 
@@ -35,10 +35,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from stccl.aux_nets import AuxConfig, aux_scores, batched, crop_mouth, load_aux_nets
-from stccl.data import EMOTIONS, MeadLayout, frames_to_tensor, resolve_test_actors, split_actors
+from stccl.spfem.aux_nets import AuxConfig, aux_scores, batched, crop_mouth, load_aux_nets
+from stccl.data.mead import EMOTIONS, MeadLayout, frames_to_tensor, resolve_test_actors, split_actors
 from stccl.io import StcclError, atomic_write_csv, atomic_write_json, atomic_write_text, read_json
-from stccl.metrics import NOT_COMPUTED, csim, frechet_distance, lpips_distance, ssim_psnr
+from stccl.spfem.scores import NOT_COMPUTED, csim, frechet_distance, lpips_distance, ssim_psnr
 
 EVAL_NETS = ("emotion_eval", "identity_eval", "mouth")
 # metric -> True when higher is better (for the comparison table)
@@ -113,7 +113,7 @@ def evaluate_outputs(output_fn: OutputFn, data_root: str | Path, size: int, opts
                      aux_cfg: AuxConfig = AuxConfig(), test_actors=None, val_actors: Sequence[str] = (),
                      progress: bool = True) -> tuple[dict, pd.DataFrame]:
     """Score `output_fn` on every (actor, source clip, target emotion) of the split."""
-    from stccl.synth import render_target
+    from stccl.data.synth import render_target
 
     root = Path(data_root)
     layout = MeadLayout(root)
@@ -175,7 +175,7 @@ def check_renderer_matches(root: str | Path, actor: str, clip: int, emotion: str
     rendering silently gives another face (measured: 0.074 mean abs
     difference vs about 0.02 from noise and JPEG alone).
     """
-    from stccl.synth import render_target
+    from stccl.data.synth import render_target
 
     layout = MeadLayout(root)
     n = layout.num_frames(actor, emotion, clip)
@@ -225,7 +225,7 @@ def baseline_output_fn(kind: str, data_root: str | Path, size: int) -> OutputFn:
 def evaluate_run(run_dir: str | Path, opts: EvalOptions = EvalOptions(), device: str = "cpu",
                  progress: bool = True, out_name: str = "eval") -> dict:
     """Evaluate a `stccl train-spfem` run; writes {out_name}.json and {out_name}_clips.csv in the run folder."""
-    from stccl.train_spfem import load_generator
+    from stccl.spfem.train import load_generator
 
     run_dir = Path(run_dir)
     G, cfg = load_generator(run_dir, device)
@@ -311,7 +311,7 @@ def _cmd_evaluate(args) -> int:
     if args.baseline:
         data, size, aux_cfg = args.data, args.size, AuxConfig()
         if args.like:  # same data, resolution and aux nets as an existing run
-            from stccl.train_spfem import load_generator
+            from stccl.spfem.train import load_generator
 
             _, run_cfg = load_generator(args.like)
             data, size, aux_cfg = data or run_cfg.data_root, run_cfg.size, run_cfg.aux

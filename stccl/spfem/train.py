@@ -20,8 +20,8 @@ C_train sees the generated frames through a small random shift and noise
 outputs, mean |output - input|), not losses.
 
 C_train and E_id are frozen aux nets trained on the train identities
-(`stccl.aux_nets`); STCCL is the frozen metric network from
-`stccl train-metric` (`stccl.losses.STCCLLoss.from_checkpoint`). The run
+(`stccl.spfem.aux_nets`); STCCL is the frozen metric network from
+`stccl train-metric` (`stccl.core.losses.STCCLLoss.from_checkpoint`). The run
 folder follows the metric trainer: config.json, metrics.jsonl, atomic
 ckpt_last.pt, resume, non-finite guard, seeds; DDP under torchrun.
 """
@@ -39,13 +39,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from stccl.aux_nets import AuxConfig, load_aux_nets
+from stccl.spfem.aux_nets import AuxConfig, load_aux_nets
 from stccl.config import load_config, parse_sets
-from stccl.data import EMOTIONS, ClipWindowDataset, resolve_test_actors
+from stccl.data.mead import EMOTIONS, ClipWindowDataset, resolve_test_actors
 from stccl.distributed import all_reduce_mean, barrier, cleanup, init_distributed, local_device
 from stccl.io import StcclError, resolve_device, seed_everything
 from stccl.runs import RunDir, check_finite, set_rng_state
-from stccl.spfem import DiscriminatorConfig, Generator, GeneratorConfig, PatchDiscriminator, random_other_emotion
+from stccl.spfem.generator import DiscriminatorConfig, Generator, GeneratorConfig, PatchDiscriminator, random_other_emotion
 
 StcclTerm = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict]"]
 
@@ -108,9 +108,9 @@ def build_stccl_term(cfg: SpfemConfig, device: torch.device) -> StcclTerm | None
     if not cfg.stccl:
         return None
     try:
-        from stccl.losses import STCCLLoss
+        from stccl.core.losses import STCCLLoss
     except ModuleNotFoundError as exc:
-        raise StcclError(f"stccl.losses is not available ({exc}); set stccl: false or install the full kit") from None
+        raise StcclError(f"stccl.core.losses is not available ({exc}); set stccl: false or install the full kit") from None
     path = Path(cfg.stccl_checkpoint)
     if not path.is_file():
         raise StcclError(f"stccl_checkpoint not found: {path}; train one with "

@@ -319,7 +319,7 @@ def _train(command: str, config: Path, run: Path, steps: int | None, force: bool
 
 def metric_overrides(params: ReproduceParams, paths: Paths, extra: dict | None = None,
                      steps: int | None = None) -> dict:
-    """Overrides of the metric config (stccl.train_metric.MetricTrainConfig keys; `loss.tau` reaches sections)."""
+    """Overrides of the metric config (stccl.core.train_metric.MetricTrainConfig keys; `loss.tau` reaches sections)."""
     ov: dict[str, Any] = {"data_root": str(paths.data_root), "device": params.device}
     if params.metric_steps is not None:
         ov["max_steps"] = params.metric_steps
@@ -376,7 +376,7 @@ def prepare_aux_nets(params: ReproduceParams, paths: Paths) -> None:
 
     Runs started in parallel would otherwise each train the nets they find missing from the cache.
     """
-    from stccl.aux_nets import NET_SPECS
+    from stccl.spfem.aux_nets import NET_SPECS
 
     ov = spfem_overrides(params, paths, "baseline", params.seeds[0])
     config = derived_config(params.spfem_config, ov, paths.run_dir / "aux_nets.config.yaml")
@@ -429,11 +429,11 @@ def diagnose_before(params: ReproduceParams, paths: Paths, force: bool = False) 
     out = paths.run_dir / "diagnose_before.json"
     if out.is_file() and not force:
         return read_json(out, "diagnose output")
-    from stccl.data import PairedWindowDataset
-    from stccl.diagnose import correlation_diagnostic
+    from stccl.data.mead import PairedWindowDataset
+    from stccl.core.diagnose import correlation_diagnostic
     from stccl.io import seed_everything
-    from stccl.metric_net import MetricNet
-    from stccl.train_metric import load_metric_config
+    from stccl.core.metric_net import MetricNet
+    from stccl.core.train_metric import load_metric_config
 
     config = derived_config(params.metric_config, metric_overrides(params, paths),
                             paths.run_dir / "metric_untrained.config.yaml")
@@ -468,11 +468,11 @@ def save_side_by_side(paths: Paths, runs: dict[str, Path], out: Path, emotion: s
     import numpy as np
     import torch
 
-    from stccl.data import EMOTIONS, MeadLayout, frames_to_tensor, resolve_test_actors
-    from stccl.evaluate import generator_output_fn
+    from stccl.data.mead import EMOTIONS, MeadLayout, frames_to_tensor, resolve_test_actors
+    from stccl.spfem.evaluate import generator_output_fn
     from stccl.io import atomic_path
-    from stccl.synth import render_target
-    from stccl.train_spfem import load_generator
+    from stccl.data.synth import render_target
+    from stccl.spfem.train import load_generator
 
     root = paths.data_root
     layout = MeadLayout(root)

@@ -26,10 +26,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from stccl.correlation import correlation_vectors, sample_positions
+from stccl.core.correlation import correlation_vectors, sample_positions
 from stccl.io import seed_everything, to_json
-from stccl.losses import STCCLOptions, network_from_checkpoint
-from stccl.metric_net import MetricNet
+from stccl.core.losses import STCCLOptions, network_from_checkpoint
+from stccl.core.metric_net import MetricNet
 
 
 def pos_neg_similarities(q: torch.Tensor, k: torch.Tensor, generator: torch.Generator):
@@ -115,7 +115,7 @@ def correlation_diagnostic(net: MetricNet, dataset, options: STCCLOptions = STCC
 
 
 def _cmd_diagnose(args) -> int:
-    from stccl.data import PairedWindowDataset
+    from stccl.data.mead import PairedWindowDataset
     from stccl.runs import load_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)

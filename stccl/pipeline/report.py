@@ -99,7 +99,7 @@ def data_summary_table(data_root: str | os.PathLike) -> pd.DataFrame:
                 ("no-alignment mean |frame error|", s["no_alignment_mean_abs_frame_error"]),
                 ("render seconds", s["seconds"]["total"])]
         return pd.DataFrame(rows, columns=["quantity", "value"]).astype({"value": str})
-    from stccl.data import summarise_pairs
+    from stccl.data.mead import summarise_pairs
 
     s = summarise_pairs(root / "aligned_path.json", root)
     rows = [("actors", s["actors"]), ("pairs", s["pairs"]), ("test actors", ", ".join(s["test_actors"]))]
@@ -109,7 +109,7 @@ def data_summary_table(data_root: str | os.PathLike) -> pd.DataFrame:
 
 def first_pair(data_root: str | os.PathLike, emotion: str = "happy") -> tuple[str, str, str]:
     """(actor, emotion, "NNN_MMM") of the first train pair with `emotion` (else any emotion)."""
-    from stccl.data import load_alignment, resolve_test_actors
+    from stccl.data.mead import load_alignment, resolve_test_actors
 
     root = Path(data_root)
     align = load_alignment(root / "aligned_path.json")
@@ -123,7 +123,7 @@ def first_pair(data_root: str | os.PathLike, emotion: str = "happy") -> tuple[st
 
 def alignment_figure(data_root: str | os.PathLike, actor: str, emotion: str, pair: str, n_show: int = 6):
     """The DTW path of one pair drawn over both renditions, and against the true frame map when known."""
-    from stccl.data import MeadLayout, load_alignment, parse_pair
+    from stccl.data.mead import MeadLayout, load_alignment, parse_pair
 
     plt = _plt()
     root = Path(data_root)
@@ -146,7 +146,7 @@ def alignment_figure(data_root: str | os.PathLike, actor: str, emotion: str, pai
     ax.plot(idx_n, idx_e, "o-", ms=3, label="DTW path (aligned_path.json)")
     truth_path = root / "ground_truth.parquet"
     if truth_path.is_file():
-        from stccl.synth import load_ground_truth, true_frame_map
+        from stccl.data.synth import load_ground_truth, true_frame_map
 
         gt = load_ground_truth(root)
         sel = lambda e, c: gt[(gt["actor"] == actor) & (gt["emotion"] == e) & (gt["clip"] == c)].sort_values("frame")
@@ -255,14 +255,14 @@ def pos_neg_figure(table: pd.DataFrame):
 # ---------------------------------------------------------------------------
 
 def eval_table(run_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
-    """Mean ± std over seeds per variant, from each run's eval.json (stccl.evaluate.compare_runs)."""
-    from stccl.evaluate import compare_runs
+    """Mean ± std over seeds per variant, from each run's eval.json (stccl.spfem.evaluate.compare_runs)."""
+    from stccl.spfem.evaluate import compare_runs
 
     return compare_runs([str(d) for d in run_dirs])
 
 
 def eval_markdown(table: pd.DataFrame) -> str:
-    from stccl.evaluate import to_markdown
+    from stccl.spfem.evaluate import to_markdown
 
     return to_markdown(table)
 
@@ -315,7 +315,7 @@ ABLATION_METRICS = ("mouth_l1", "mouth_param_err", "emotion_acc", "csim", "fad")
 
 def ablation_markdown(df: pd.DataFrame, metrics: Sequence[str] = ABLATION_METRICS) -> str:
     """A table like the paper's ablation table: factor, setting, then the evaluation numbers."""
-    from stccl.evaluate import SUMMARY_METRICS
+    from stccl.spfem.evaluate import SUMMARY_METRICS
 
     metrics = [m for m in metrics if m in df]
     arrows = {m: ("↑" if SUMMARY_METRICS.get(m, False) else "↓") for m in metrics}
@@ -390,13 +390,13 @@ def correlation_snapshot(metric_config: str | os.PathLike, data_root: str | os.P
     """
     import torch
 
-    from stccl.correlation import (NEIGHBOUR_OFFSETS, StageSample, central_cells, flat_map, sample_stage,
+    from stccl.core.correlation import (NEIGHBOUR_OFFSETS, StageSample, central_cells, flat_map, sample_stage,
                                    spatial_cm, spatial_vd, temporal_cm)
-    from stccl.data import PairedWindowDataset
-    from stccl.losses import adaptive_weight, network_from_checkpoint
-    from stccl.metric_net import MetricNet
+    from stccl.data.mead import PairedWindowDataset
+    from stccl.core.losses import adaptive_weight, network_from_checkpoint
+    from stccl.core.metric_net import MetricNet
     from stccl.runs import load_checkpoint
-    from stccl.train_metric import load_metric_config
+    from stccl.core.train_metric import load_metric_config
 
     root = Path(data_root)
     cfg = load_metric_config(metric_config, {"data_root": str(root)})
@@ -532,12 +532,12 @@ def _direction(new: float, base: float, higher_better: bool) -> str:
 def build_report(params, paths, show: bool = False) -> Path:
     """Write reports/<stem>/: figures (PNG + PDF), tables (CSV + MD) and REPORT.md, from saved outputs only.
 
-    `params`, `paths` come from `stccl.reproduce.notebook_context`. Sections whose inputs were not produced
+    `params`, `paths` come from `stccl.pipeline.runner.notebook_context`. Sections whose inputs were not produced
     (a notebook left out of the params file) say so instead of failing.
     """
     import shutil
 
-    from stccl.evaluate import SUMMARY_METRICS
+    from stccl.spfem.evaluate import SUMMARY_METRICS
 
     plt = _plt()
     rd, out = paths.run_dir, paths.report_dir
@@ -553,7 +553,7 @@ def build_report(params, paths, show: bool = False) -> Path:
         return f"![{name}](figures/{name}.png)"
 
     text = [f"# STCCL reproduction report: `{paths.params_file}`", "",
-            f"All numbers below are read from the saved outputs in `{rd}` by `stccl.report.build_report` "
+            f"All numbers below are read from the saved outputs in `{rd}` by `stccl.pipeline.report.build_report` "
             f"(notebook 06); none is typed in. Paper numbers come from SPEC sections 3.4 and 4.", ""]
 
     # 1. data -------------------------------------------------------------

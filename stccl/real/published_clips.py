@@ -23,7 +23,7 @@ target emotion. For every clip and method this measures, on sampled frames:
   correlation against the baseline output tells whether the methods agree
   with each other more than with the source.
 
-- LSE-D / LSE-C (SyncNet, stccl.syncnet): only when the user supplies the
+- LSE-D / LSE-C (SyncNet, stccl.real.syncnet): only when the user supplies the
   public syncnet_v2.model (--syncnet-weights or $STCCL_SYNCNET_WEIGHTS);
   every frame of the source and method panels is cropped around its dlib
   landmark box and scored against the clip's audio. Without the file the
@@ -119,8 +119,8 @@ def panel_lse(video: Path, row, analyses: dict, idx: np.ndarray, frames: np.ndar
     again (when only some frames were sampled). A panel with no face on any
     sampled frame gets None.
     """
-    from stccl import syncnet
-    from stccl.video import read_audio, read_frames, split_panel
+    from stccl.real import syncnet
+    from stccl.real.video import read_audio, read_frames, split_panel
 
     sound = read_audio(video)
     if sound is None:
@@ -145,12 +145,12 @@ def evaluate_clip(video: Path, row, stride: int = 1, max_frames: int | None = No
     Landmarks on frames sample_indices(stride, max_frames); embeddings on
     every `embed_stride`-th of those (the embedder is ~15x slower than the
     landmarks); SyncNet scores on every frame when `syncnet` (a loaded
-    stccl.syncnet.SyncNet) is given. Returns {"rows": [per-method dicts], "embeddings": {role: (M, 128)},
+    stccl.real.syncnet.SyncNet) is given. Returns {"rows": [per-method dicts], "embeddings": {role: (M, 128)},
     "sampled": [...], "embedded": [...]}.
     """
-    from stccl import faces
-    from stccl.metrics import cosine_similarity
-    from stccl.video import probe, read_frames, split_panel
+    from stccl.real import dlib_faces as faces
+    from stccl.spfem.scores import cosine_similarity
+    from stccl.real.video import probe, read_frames, split_panel
 
     info = probe(video)
     if info.num_frames:
@@ -283,7 +283,7 @@ def markdown_table(summary) -> str:
 
 def lse_note(weights: Path | None) -> str:
     """The table's sentence on LSE-D / LSE-C: how they were computed, or why not and how to enable them."""
-    from stccl import syncnet as sn
+    from stccl.real import syncnet as sn
 
     if weights is None:
         return (f"LSE-D / LSE-C (SyncNet) are {sn.NOT_COMPUTED}: they need the public syncnet_v2.model weights, "
@@ -302,7 +302,7 @@ def _evaluate_job(job) -> dict:
     video, row, stride, max_frames, embed_stride, weights = job
     net = None
     if weights is not None:
-        from stccl import syncnet as sn
+        from stccl.real import syncnet as sn
 
         net = _WORKER_NETS.get(str(weights)) or _WORKER_NETS.setdefault(str(weights), sn.load_syncnet(weights))
     return evaluate_clip(video, row, stride, max_frames, embed_stride, syncnet=net)
@@ -319,8 +319,8 @@ def eval_clips(clips_dir: str | Path, manifest: str | Path | None = None, out: s
     import pandas as pd
     from tqdm import tqdm
 
-    from stccl import syncnet as sn
-    from stccl.metrics import frechet_distance
+    from stccl.real import syncnet as sn
+    from stccl.spfem.scores import frechet_distance
 
     t0 = time.perf_counter()
     clips_dir = Path(clips_dir)

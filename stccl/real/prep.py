@@ -93,7 +93,7 @@ def align_clip(frames: np.ndarray, size: int = 224, smooth: int = 9, max_gap: in
     """
     from skimage.transform import SimilarityTransform, warp
 
-    from stccl import faces
+    from stccl.real import dlib_faces as faces
 
     n = len(frames)
     pts = np.full((n, 5, 2), np.nan)
@@ -130,7 +130,7 @@ def align_clip(frames: np.ndarray, size: int = 224, smooth: int = 9, max_gap: in
 
 def template_px(size: int) -> np.ndarray:
     """The 5-point template in pixels of a `size` crop: (5, 2)."""
-    from stccl.faces import TEMPLATE_5
+    from stccl.real.dlib_faces import TEMPLATE_5
 
     return TEMPLATE_5 * size
 
@@ -204,7 +204,7 @@ def prep_video(video: str | Path, out_root: str | Path, actor: str, emotion: str
                smooth: int = 9, max_gap: int = 12, max_frames: int | None = None,
                audio: bool = True, overwrite: bool = False) -> dict:
     """Prepare one clip into the MEAD layout under `out_root`; returns its log."""
-    from stccl import video as vio
+    from stccl.real import video as vio
 
     t0 = time.perf_counter()
     video = Path(video)
@@ -323,7 +323,7 @@ def audio_features(wav: Path, num_frames: int, n_mfcc: int = 13) -> np.ndarray:
     """MFCCs with exactly one vector per video frame: (num_frames, n_mfcc)."""
     import librosa
 
-    from stccl.video import read_wav
+    from stccl.real.video import read_wav
 
     y, sr = read_wav(wav)
     if len(y) < num_frames:
@@ -341,7 +341,7 @@ def mouth_features(folder: Path, num_frames: int) -> np.ndarray:
     """Normalised mouth landmarks of aligned frames: (num_frames, 40); gaps interpolated."""
     from PIL import Image
 
-    from stccl import faces
+    from stccl.real import dlib_faces as faces
 
     frames = np.stack([np.asarray(Image.open(folder / f"{i:06d}.jpg").convert("RGB")) for i in range(num_frames)])
     res = faces.analyse_frames(frames)
@@ -365,7 +365,7 @@ def align_root(root: str | Path, out: str | Path, pairs_from: str | Path | None 
     """
     from tqdm import tqdm
 
-    from stccl.align import dtw_path
+    from stccl.data.align import dtw_path
 
     root = Path(root)
     if not root.is_dir():

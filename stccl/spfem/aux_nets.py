@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from stccl.config import to_dict
-from stccl.data import EMOTIONS, MeadLayout, resolve_test_actors, split_actors
+from stccl.data.mead import EMOTIONS, MeadLayout, resolve_test_actors, split_actors
 from stccl.io import StcclError, read_json
 from stccl.runs import load_checkpoint, save_checkpoint
 
@@ -364,7 +364,7 @@ def batched(fn, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
 
 def _cmd_aux_nets(args) -> int:
     from stccl.io import to_json
-    from stccl.train_spfem import load_spfem_config
+    from stccl.spfem.train import load_spfem_config
 
     overrides = {"data_root": args.data_root} if args.data_root else {}
     cfg = load_spfem_config(args.config, overrides)
