@@ -136,6 +136,10 @@ def test_05_ablations(smoke):
     assert df.loc[0, "metric_run"] == df.loc[1, "metric_run"] != df.loc[2, "metric_run"]
     for name in df["run"]:
         assert json.loads((paths.ablation_dir / name / "row.json").read_text())["run"] == name
+    # each row records what both stages used: the metric's window vs the plug-in's clip
+    tau = df.set_index("run").loc["tau_0.05"]
+    assert tau["metric_tau"] == 0.05 and tau["metric_T"] == 5 and tau["spfem_clip_frames"] == 3
+    assert df.loc[0, "metric_lambda_T"] == 5.0 and df.loc[0, "spfem_stccl_lambda_T"] == 1.0
 
 
 def test_06_report(smoke):

@@ -82,7 +82,7 @@ def test_shipped_params_load():
         assert paths.report_dir == Path("reports") / name
         assert len(params.ablation.runs) >= 5
         factors = {r.factor for r in params.ablation.runs}
-        assert {"variant", "correlations", "adaptive weighting", "tau", "window T", "lambda_T"} <= factors
+        assert {"variant", "correlations", "adaptive weighting", "tau", "metric window T", "metric lambda_T"} <= factors
 
 
 def test_dry_run_only_and_unknown(project, capsys):

@@ -237,7 +237,7 @@ def test_train_cli_resume_and_load(micro, tmp_path):
 def test_resume_reproduces_uninterrupted_run(micro, tmp_path):
     from stccl.spfem.train import train_spfem
 
-    cfg = SpfemConfig(data_root=str(micro), T=2, batch_size=2, steps=4, log_every=1, ckpt_every=2, threads=1,
+    cfg = SpfemConfig(data_root=str(micro), clip_frames=2, batch_size=2, steps=4, log_every=1, ckpt_every=2, threads=1,
                       p_reference=0.5, generator=SMALL_G, discriminator=SMALL_D,
                       aux=from_dict(type(SpfemConfig().aux), {"frame_stride": 4, "steps": 5, "batch_size": 8}))
     full = train_spfem(cfg, tmp_path / "full", progress=False)

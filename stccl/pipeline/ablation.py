@@ -10,13 +10,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import shutil
+from pathlib import Path
 
 from stccl.io import atomic_write_json, to_json
 from stccl.pipeline.params import AblationRun, Paths, ReproduceParams
-from stccl.pipeline.steps import evaluate_run, parallel_map, train_metric_run, train_spfem_run
+from stccl.pipeline.steps import (evaluate_run, metric_config, parallel_map, spfem_config, train_metric_run,
+                                  train_spfem_run)
 
 
-def ablation_metric_dir(paths: Paths, overrides: dict):
+def ablation_metric_dir(paths: Paths, overrides: dict) -> Path:
     """Grid points with the same metric overrides share one metric retrain (keyed by the overrides)."""
     key = to_json(dict(sorted(overrides.items())))
     return paths.ablation_dir / f"metric_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
@@ -29,6 +31,29 @@ def flat_scores(ev: dict) -> dict[str, float]:
     for k, v in src.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             out[k] = float(v)
+    return out
+
+
+def settings_used(params: ReproduceParams, paths: Paths, run: AblationRun, variant: str,
+                  metric_ckpt: Path | None) -> dict:
+    """The settings each stage of a grid point ran with, read from the resolved configs.
+
+    The metric's window T and lambda_T only shape metric training; the plug-in sees SPFEM's clip_frames
+    and weighs its terms with stccl_lambda_S / stccl_lambda_T. Empty where a stage does not use STCCL.
+    """
+    a = params.ablation
+    extra = {k: v for k, v in run.spfem.items() if k != "variant"}
+    scfg = spfem_config(params, paths, variant, a.seed, metric_ckpt, extra, a.spfem_steps)
+    out: dict = {"metric_T": "", "metric_lambda_T": "", "metric_tau": "", "metric_terms": "",
+                 "metric_adaptive": "", "spfem_clip_frames": scfg.clip_frames, "spfem_stccl_lambda_S": "",
+                 "spfem_stccl_lambda_T": "", "spfem_lambda_stccl": ""}
+    if variant != "baseline":
+        mcfg = metric_config(params, paths, dict(run.metric), a.metric_steps)
+        loss = mcfg.loss
+        out.update(metric_T=mcfg.T, metric_lambda_T=loss.lambda_T, metric_tau=loss.tau,
+                   metric_terms="+".join(t for t, on in (("S", loss.use_spatial), ("T", loss.use_temporal)) if on),
+                   metric_adaptive=loss.adaptive, spfem_stccl_lambda_S=scfg.stccl_lambda_S,
+                   spfem_stccl_lambda_T=scfg.stccl_lambda_T, spfem_lambda_stccl=scfg.lambda_stccl)
     return out
 
 
@@ -54,7 +79,8 @@ def ablation_run(params: ReproduceParams, paths: Paths, run: AblationRun, force:
     row = {"run": run.name, "factor": run.factor, "level": run.level, "variant": variant,
            "metric_run": str(metric_dir) if metric_dir else "", "metric_overrides": to_json(dict(run.metric)),
            "spfem_overrides": to_json(dict(run.spfem)), "metric_steps": a.metric_steps,
-           "spfem_steps": a.spfem_steps, **flat_scores(ev)}
+           "spfem_steps": a.spfem_steps, **settings_used(params, paths, run, variant, metric_ckpt),
+           **flat_scores(ev)}
     atomic_write_json(folder / "row.json", row)
     return row
 

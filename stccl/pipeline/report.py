@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import html
 import math
-import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import markdown as md
 import numpy as np
@@ -80,21 +79,34 @@ def build_report(params: ReproduceParams, paths: Paths, show: bool = False) -> P
     rd, out = paths.run_dir, paths.report_dir
     figs_dir = out / "figures"
     figs_dir.mkdir(parents=True, exist_ok=True)
-    made: list[str] = []
 
     def fig_out(fig, name: str) -> str:
         save_figure(fig, figs_dir / name)
         if not show:
             plt.close(fig)
-        made.append(f"figures/{name}.png")
         return f"![{name}](figures/{name}.png)"
 
     text = [f"# STCCL reproduction report: `{paths.params_file}`", "",
             f"All numbers below are read from the saved outputs in `{rd}` by `stccl.pipeline.report.build_report` "
             f"(notebook 06); none is typed in. Paper numbers come from SPEC sections 3.4 and 4.", ""]
 
-    # 1. data -------------------------------------------------------------
-    root = paths.data_root
+    text += _data_section(params, paths, fig_out)
+    text += _correlation_section(params, paths, fig_out)
+    text += _metric_section(params, paths, fig_out)
+    text += _spfem_section(params, paths, fig_out)
+    text += _ablation_section(params, paths, fig_out)
+    text += _timings_section(params, paths, fig_out)
+    body = "\n".join(text) + "\n"
+    atomic_write_text(out / "REPORT.md", body)
+    atomic_write_text(out / "REPORT.html", markdown_to_html(body, title=f"STCCL report: {paths.params_file}"))
+    return out / "REPORT.md"
+
+
+def _data_section(params: ReproduceParams, paths: Paths, fig_out: Callable[[Any, str], str]) -> list[str]:
+    """Section 1: the data summary table, the synthetic set's numbers and the alignment figure."""
+    out, root = paths.report_dir, paths.data_root
+    figs_dir = out / "figures"
+    text: list[str] = []
     text += ["## 1. Data", ""]
     if (root / "aligned_path.json").is_file():
         summary = data_summary_table(root)
@@ -103,7 +115,6 @@ def build_report(params: ReproduceParams, paths: Paths, show: bool = False) -> P
         if (root / "summary.json").is_file():
             s = read_json(root / "summary.json")
             shutil.copyfile(root / "contact_sheet.png", figs_dir / "contact_sheet.png")
-            made.append("figures/contact_sheet.png")
             text += [f"The synthetic set has {s['actors']} identities x {s['emotions']} emotions x {s['sentences']} "
                      f"sentences ({s['clips']} clips, {s['frames']} frames, {s['size']} px); "
                      f"{len(s['test_actors'])} identities ({', '.join(s['test_actors'])}) are held out. "
@@ -116,8 +127,13 @@ def build_report(params: ReproduceParams, paths: Paths, show: bool = False) -> P
         text += [fig_out(alignment_figure(root, actor, emotion, pair, params.frames_to_show), "alignment"), ""]
     else:
         text += ["Not run (notebook 01 made no data).", ""]
+    return text
 
-    # 2. correlations -----------------------------------------------------
+
+def _correlation_section(params: ReproduceParams, paths: Paths, fig_out: Callable[[Any, str], str]) -> list[str]:
+    """Section 2: the correlation snapshot figures saved by notebooks 02 and 03."""
+    rd = paths.run_dir
+    text: list[str] = []
     text += ["## 2. Spatial and temporal coherent correlations", ""]
     snap = rd / "correlation_snapshot.npz"
     if snap.is_file():
@@ -133,8 +149,13 @@ def build_report(params: ReproduceParams, paths: Paths, show: bool = False) -> P
                              "correlation_weights_trained"), ""]
     else:
         text += ["Not run (no correlation snapshot).", ""]
+    return text
 
-    # 3. metric -----------------------------------------------------------
+
+def _metric_section(params: ReproduceParams, paths: Paths, fig_out: Callable[[Any, str], str]) -> list[str]:
+    """Section 3: the metric loss and the before/after positive and negative similarities."""
+    rd, out = paths.run_dir, paths.report_dir
+    text: list[str] = []
     text += ["## 3. Metric network: before/after positive and negative similarity", ""]
     mrun = paths.metric_run
     if (mrun / "metrics.jsonl").is_file():
@@ -160,8 +181,13 @@ def build_report(params: ReproduceParams, paths: Paths, show: bool = False) -> P
         text += ["", pos_neg_verdict(pn), ""]
     else:
         text += ["Not run (no diagnose outputs).", ""]
+    return text
 
-    # 4. SPFEM ------------------------------------------------------------
+
+def _spfem_section(params: ReproduceParams, paths: Paths, fig_out: Callable[[Any, str], str]) -> list[str]:
+    """Section 4: the SPFEM comparison table, its verdicts, loss curves and side-by-side frames."""
+    rd, out = paths.run_dir, paths.report_dir
+    text: list[str] = []
     text += ["## 4. SPFEM: baseline vs +STCCL", ""]
     if (rd / "spfem_comparison.csv").is_file():
         table = pd.read_csv(rd / "spfem_comparison.csv")
@@ -210,8 +236,13 @@ def build_report(params: ReproduceParams, paths: Paths, show: bool = False) -> P
             text += [fig_out(side_by_side_figure(rd / "side_by_side.npz"), "side_by_side"), ""]
     else:
         text += ["Not run (no evaluated SPFEM runs).", ""]
+    return text
 
-    # 5. ablations --------------------------------------------------------
+
+def _ablation_section(params: ReproduceParams, paths: Paths, fig_out: Callable[[Any, str], str]) -> list[str]:
+    """Section 5: the ablation table and figure (also published to ablation.publish_dir)."""
+    rd, out = paths.run_dir, paths.report_dir
+    text: list[str] = []
     text += ["## 5. Ablations", ""]
     if (rd / "ablations.csv").is_file() and len(pd.read_csv(rd / "ablations.csv")):
         ab = pd.read_csv(rd / "ablations.csv")
@@ -229,6 +260,13 @@ def build_report(params: ReproduceParams, paths: Paths, show: bool = False) -> P
                  f"network for {int(ab['metric_steps'].iloc[0])} steps (shared by points with the same metric "
                  f"settings) and trains SPFEM for {int(ab['spfem_steps'].iloc[0])} steps.", "",
                  ablation_markdown(ab), "", fig_out(ablation_figure(ab), "ablations"), ""]
+        if "spfem_clip_frames" in ab and (ab["variant"] != "baseline").any():
+            plug = ab[ab["variant"] != "baseline"].iloc[0]
+            text += [f"The metric rows (window T, lambda_T, tau, ...) change only how the metric network is "
+                     f"trained. The STCCL plug-in in SPFEM sees clips of {int(plug['spfem_clip_frames'])} frames "
+                     f"and weighs its SCC / TCC terms by {fmt(plug['spfem_stccl_lambda_S'], 2)} / "
+                     f"{fmt(plug['spfem_stccl_lambda_T'], 2)} (lambda_stccl {fmt(plug['spfem_lambda_stccl'], 2)}) "
+                     f"at every grid point; the table's metric_* and spfem_* columns record both.", ""]
         noise = seed_noise_note(rd / "spfem_comparison.csv")
         if noise:
             text += [noise, ""]
@@ -245,8 +283,12 @@ def build_report(params: ReproduceParams, paths: Paths, show: bool = False) -> P
             text.append("")
     else:
         text += ["Not run (no ablation results).", ""]
+    return text
 
-    # 6. timings ----------------------------------------------------------
+
+def _timings_section(params: ReproduceParams, paths: Paths, fig_out: Callable[[Any, str], str]) -> list[str]:
+    """Section 6: the recorded notebook times."""
+    text: list[str] = []
     text += ["## 6. Run times", ""]
     rows = []
     for st in sorted(paths.status_dir.glob("*.json")):
@@ -257,10 +299,7 @@ def build_report(params: ReproduceParams, paths: Paths, show: bool = False) -> P
         text += [markdown(tdf, ".1f"), "", f"Sum of the recorded notebook times: {fmt(tdf['seconds'].sum(), 1)} s "
                  "(the report notebook itself is recorded after it finishes, so its time appears from the next "
                  "run on).", ""]
-    body = "\n".join(text) + "\n"
-    atomic_write_text(out / "REPORT.md", body)
-    atomic_write_text(out / "REPORT.html", markdown_to_html(body, title=f"STCCL report: {paths.params_file}"))
-    return out / "REPORT.md"
+    return text
 
 
 def markdown_to_html(text: str, title: str = "STCCL report") -> str:

@@ -33,7 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
+from stccl.data.align import dtw_path
 from stccl.io import StcclError, atomic_write_json, read_json, to_json
+from stccl.real import dlib_faces
+from stccl.real import video as vio
+from stccl.real.dlib_faces import TEMPLATE_5
+from stccl.real.video import read_wav
 
 # Same tuple as stccl.data.EMOTIONS (kept here so prep does not import torch).
 EMOTIONS = ("neutral", "angry", "disgusted", "fear", "happy", "sad", "surprised")
@@ -93,16 +98,14 @@ def align_clip(frames: np.ndarray, size: int = 224, smooth: int = 9, max_gap: in
     """
     from skimage.transform import SimilarityTransform, warp
 
-    from stccl.real import dlib_faces as faces
-
     n = len(frames)
     pts = np.full((n, 5, 2), np.nan)
     found = np.zeros(n, bool)
     for i, img in enumerate(frames):  # dlib: one image at a time
         img = np.ascontiguousarray(img)
-        rect = faces.detect(img)
+        rect = dlib_faces.detect(img)
         if rect is not None:
-            pts[i] = faces.landmarks(img, rect, points=5)
+            pts[i] = dlib_faces.landmarks(img, rect, points=5)
             found[i] = True
     if not found.any():
         raise StcclError(f"{source}: no face found in any of its {n} frames; "
@@ -113,13 +116,13 @@ def align_clip(frames: np.ndarray, size: int = 224, smooth: int = 9, max_gap: in
         shown = ", ".join(f"{a}-{b}" for a, b in long_gaps[:5])
         raise StcclError(f"{source}: no face for more than {max_gap} consecutive frames (frames {shown}); "
                          "raise --max-gap to interpolate over them, or trim the video")
-    a, b = faces.fit_similarity(pts[found], template_px(size))
+    a, b = dlib_faces.fit_similarity(pts[found], template_px(size))
     params = np.full((n, 4), np.nan)
     params[found] = np.stack([a.real, a.imag, b.real, b.imag], -1)
     params = smooth_params(_interpolate_gaps(params, found), smooth)  # (N, 4)
     out = np.empty((n, size, size, 3), np.uint8)
     for i, img in enumerate(frames):
-        m = faces.similarity_matrix(complex(params[i, 0], params[i, 1]), complex(params[i, 2], params[i, 3]))
+        m = dlib_faces.similarity_matrix(complex(params[i, 0], params[i, 1]), complex(params[i, 2], params[i, 3]))
         warped = warp(img, SimilarityTransform(matrix=m).inverse, output_shape=(size, size),
                       order=1, mode="edge", preserve_range=True)
         out[i] = np.clip(np.rint(warped), 0, 255).astype(np.uint8)
@@ -130,8 +133,6 @@ def align_clip(frames: np.ndarray, size: int = 224, smooth: int = 9, max_gap: in
 
 def template_px(size: int) -> np.ndarray:
     """The 5-point template in pixels of a `size` crop: (5, 2)."""
-    from stccl.real.dlib_faces import TEMPLATE_5
-
     return TEMPLATE_5 * size
 
 
@@ -204,8 +205,6 @@ def prep_video(video: str | Path, out_root: str | Path, actor: str, emotion: str
                smooth: int = 9, max_gap: int = 12, max_frames: int | None = None,
                audio: bool = True, overwrite: bool = False) -> dict:
     """Prepare one clip into the MEAD layout under `out_root`; returns its log."""
-    from stccl.real import video as vio
-
     t0 = time.perf_counter()
     video = Path(video)
     if emotion not in EMOTIONS:
@@ -323,8 +322,6 @@ def audio_features(wav: Path, num_frames: int, n_mfcc: int = 13) -> np.ndarray:
     """MFCCs with exactly one vector per video frame: (num_frames, n_mfcc)."""
     import librosa
 
-    from stccl.real.video import read_wav
-
     y, sr = read_wav(wav)
     if len(y) < num_frames:
         raise StcclError(f"{wav}: audio too short ({len(y)} samples) for {num_frames} frames")
@@ -337,18 +334,16 @@ def audio_features(wav: Path, num_frames: int, n_mfcc: int = 13) -> np.ndarray:
     return feats
 
 
-def mouth_features(folder: Path, num_frames: int) -> np.ndarray:
+def landmark_mouth_features(folder: Path, num_frames: int) -> np.ndarray:
     """Normalised mouth landmarks of aligned frames: (num_frames, 40); gaps interpolated."""
     from PIL import Image
 
-    from stccl.real import dlib_faces as faces
-
     frames = np.stack([np.asarray(Image.open(folder / f"{i:06d}.jpg").convert("RGB")) for i in range(num_frames)])
-    res = faces.analyse_frames(frames)
+    res = dlib_faces.analyse_frames(frames)
     if not res["found"].any():
         raise StcclError(f"{folder}: no face found in the aligned frames; cannot pair on mouth landmarks")
-    ref = faces.canonical_reference(res["landmarks"])
-    lms = faces.normalise_landmarks(np.nan_to_num(res["landmarks"]), ref)[:, faces.MOUTH]  # (N, 20, 2)
+    ref = dlib_faces.canonical_reference(res["landmarks"])
+    lms = dlib_faces.normalise_landmarks(np.nan_to_num(res["landmarks"]), ref)[:, dlib_faces.MOUTH]  # (N, 20, 2)
     feats = lms.reshape(num_frames, -1)
     return _interpolate_gaps(feats, res["found"])
 
@@ -364,8 +359,6 @@ def align_root(root: str | Path, out: str | Path, pairs_from: str | Path | None 
     saying which features paired each clip.
     """
     from tqdm import tqdm
-
-    from stccl.data.align import dtw_path
 
     root = Path(root)
     if not root.is_dir():
@@ -399,7 +392,7 @@ def align_root(root: str | Path, out: str | Path, pairs_from: str | Path | None 
         if key not in cache:
             p = clip_paths(root, actor, emotion, clip)
             n = _num_frames(p["frames"])
-            cache[key] = audio_features(p["audio"], n) if want == "audio" else mouth_features(p["frames"], n)
+            cache[key] = audio_features(p["audio"], n) if want == "audio" else landmark_mouth_features(p["frames"], n)
         return cache[key]
 
     result: dict = {}

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from stccl.config import load_config
+from stccl.config import load_config, load_yaml
 from stccl.data.mead import EMOTIONS
 from stccl.io import StcclError
 from stccl.spfem.generator import DiscriminatorConfig, GeneratorConfig
@@ -39,7 +39,7 @@ class SpfemConfig:
     test_actors: tuple[str, ...] | None = None   # default: the data's meta.json test actors
     val_actors: tuple[str, ...] = ()    # train identities held out for tuning (`evaluate --split val`)
     size: int = 64
-    T: int = 4
+    clip_frames: int = 4                # frames per training clip: the window the STCCL plug-in sees
     batch_size: int = 4
     steps: int = 600
     lr_g: float = 2e-4
@@ -60,9 +60,11 @@ class SpfemConfig:
     stccl: bool = False
     stccl_checkpoint: str | None = None
     stccl_variant: Literal["vd", "cm"] = "vd"
-    lambda_S: float = 1.0
-    lambda_T: float = 1.0
-    lambda_stccl: float = 1.0           # overall weight of lambda_S SCC + lambda_T TCC in L_G
+    # The plug-in's weights of its SCC and TCC terms; not the metric training's loss.lambda_T (which
+    # only weighs TCC while the metric network trains) and not read from the metric checkpoint.
+    stccl_lambda_S: float = 1.0
+    stccl_lambda_T: float = 1.0
+    lambda_stccl: float = 1.0           # overall weight of stccl_lambda_S SCC + stccl_lambda_T TCC in L_G
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     aux: AuxConfig = field(default_factory=AuxConfig)
@@ -73,7 +75,14 @@ class SpfemConfig:
     threads: int = 0                    # torch CPU threads (0: leave torch's default)
 
 
+# Keys renamed so that they no longer read like the metric config's `T` and `loss.lambda_T`.
+RENAMED_KEYS = {"T": "clip_frames", "lambda_S": "stccl_lambda_S", "lambda_T": "stccl_lambda_T"}
+
+
 def load_spfem_config(path: str | Path | None, overrides: dict | None = None) -> SpfemConfig:
+    old = sorted(k for k in {**(load_yaml(path) if path is not None else {}), **(overrides or {})} if k in RENAMED_KEYS)
+    if old:
+        raise StcclError(f"{path} (or its overrides): key(s) {old} were renamed: " + ", ".join(f"{k} -> {RENAMED_KEYS[k]}" for k in old))
     cfg = load_config(SpfemConfig, path, overrides)
     if cfg.stccl and not cfg.stccl_checkpoint:
         raise StcclError(f"{path}: stccl is true but stccl_checkpoint is empty; point it at a metric checkpoint "

@@ -11,7 +11,7 @@ reference window of another train identity showing e_tgt) and trained with
         + l_rec  * |G(x, e_src) - x|                      # self-reconstruction
         + l_cyc  * |G(G(x, e_tgt), e_src) - x|            # cycle back to the source
         + l_id   * (1 - cos(E_id(G(x, e_tgt)), E_id(x)))  # same person
-        + l_stccl * STCCL(x, G(x, e_tgt))                 # optional: lambda_S SCC + lambda_T TCC
+        + l_stccl * STCCL(x, G(x, e_tgt))                 # optional: stccl_lambda_S SCC + stccl_lambda_T TCC
 
 C_train sees the generated frames through a small random shift and noise
 (`cls_shift`, `cls_noise`); `source_emotions` restricts which clips are edited
@@ -46,7 +46,7 @@ from stccl.distributed import all_reduce_mean, barrier, cleanup, init_distribute
 from stccl.io import StcclError, resolve_device, seed_everything, to_json
 from stccl.runs import RunDir, check_finite, load_checkpoint, set_rng_state
 from stccl.spfem.aux_nets import load_aux_nets
-from stccl.spfem.config import SpfemConfig, load_spfem_config
+from stccl.spfem.config import RENAMED_KEYS, SpfemConfig, load_spfem_config
 from stccl.spfem.generator import Generator, PatchDiscriminator, random_other_emotion
 
 StcclTerm = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict]"]
@@ -60,7 +60,8 @@ def build_stccl_term(cfg: SpfemConfig, device: torch.device) -> StcclTerm | None
     if not path.is_file():
         raise StcclError(f"stccl_checkpoint not found: {path}; train one with "
                          f"`stccl train-metric --config params/metric_default.yaml --out ...`")
-    loss = STCCLLoss.from_checkpoint(path, variant=cfg.stccl_variant, lambda_S=cfg.lambda_S, lambda_T=cfg.lambda_T)
+    loss = STCCLLoss.from_checkpoint(path, variant=cfg.stccl_variant, lambda_S=cfg.stccl_lambda_S,
+                                     lambda_T=cfg.stccl_lambda_T)
     return loss.to(device)
 
 
@@ -142,11 +143,11 @@ class BatchSampler:
         self.dist = dist_info
         tests = resolve_test_actors(cfg.data_root, list(cfg.test_actors) if cfg.test_actors is not None else None)
         held_out = list(tests) + list(cfg.val_actors)
-        self.src = ClipWindowDataset(cfg.data_root, T=cfg.T, split="train", test_actors=held_out, size=cfg.size,
+        self.src = ClipWindowDataset(cfg.data_root, T=cfg.clip_frames, split="train", test_actors=held_out, size=cfg.size,
                                      emotions=cfg.source_emotions)
         self.ref = None
         if cfg.p_reference > 0:
-            self.ref = ClipWindowDataset(cfg.data_root, T=cfg.T, split="train", test_actors=held_out, size=cfg.size)
+            self.ref = ClipWindowDataset(cfg.data_root, T=cfg.clip_frames, split="train", test_actors=held_out, size=cfg.size)
             # window -> (emotion, actor) of its clip, to draw a reference of the target emotion from someone else
             clip_emotion = np.array([EMOTIONS.index(c[1]) for c in self.ref.clips])
             clip_actor = np.array([c[0] for c in self.ref.clips])
@@ -288,7 +289,8 @@ def load_generator(run_dir: str | Path, device: torch.device | str = "cpu") -> t
     """The trained generator of a run folder (eval mode) and its config."""
     run_dir = Path(run_dir)
     ckpt = load_checkpoint(run_dir / "ckpt_last.pt", map_location=device)
-    cfg_dict = {k: v for k, v in ckpt["config"].items() if k != "kind"}
+    # runs saved before the keys were renamed load too
+    cfg_dict = {RENAMED_KEYS.get(k, k): v for k, v in ckpt["config"].items() if k != "kind"}
     if ckpt["config"].get("kind") != "spfem":
         raise StcclError(f"{run_dir}/ckpt_last.pt is not an SPFEM run (kind {ckpt['config'].get('kind')!r}); "
                          f"pass a folder written by `stccl train-spfem`")
