@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("stccl.spfem.evaluate", "compare evaluated SPFEM runs (mean and std over seeds)"),
     "prep-video": ("stccl.real.prep", "detect, align and crop faces of one video into the MEAD layout"),
     "prep-mead": ("stccl.real.prep", "prepare a raw MEAD-style tree of videos"),
-    "align": ("stccl.real.prep", "DTW alignment file (official format) for a prepared root"),
+    "align": ("stccl.real.pairing", "DTW alignment file (official format) for a prepared root"),
     "eval-clips": ("stccl.real.published_clips", "evaluate published SPFEM outputs on real side-by-side clips"),
     "reproduce": ("stccl.pipeline.runner", "run the notebooks with papermill from a params file"),
 }
