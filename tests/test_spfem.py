@@ -209,7 +209,7 @@ def test_config_rejects_unknown_and_checks_stccl(tmp_path):
 def test_train_cli_resume_and_load(micro, tmp_path):
     cfg = tmp_path / "spfem.yaml"
     cfg.write_text(
-        f"name: baseline\ndata_root: {micro}\nT: 2\nbatch_size: 2\nsteps: 4\nlog_every: 2\nckpt_every: 2\n"
+        f"name: baseline\ndata_root: {micro}\nclip_frames: 2\nbatch_size: 2\nsteps: 4\nlog_every: 2\nckpt_every: 2\n"
         "p_reference: 0.5\nthreads: 1\n"
         "generator: {base_channels: 8, num_down: 1, num_res: 1, code_dim: 16}\n"
         "discriminator: {base_channels: 8, num_layers: 2}\n"
