@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stccl.config import replace  # noqa: E402
 from stccl.io import resolve_device  # noqa: E402
-from stccl.losses import STCCLLoss  # noqa: E402
-from stccl.metric_net import MetricNet  # noqa: E402
-from stccl.train_metric import load_metric_config  # noqa: E402
+from stccl.core.losses import STCCLLoss  # noqa: E402
+from stccl.core.metric_net import MetricNet  # noqa: E402
+from stccl.core.train_metric import load_metric_config  # noqa: E402
 
 
 def main() -> int:

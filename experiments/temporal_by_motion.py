@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from stccl.correlation import _pairs, flat_map, sample_positions, temporal_vd
-from stccl.data import PairedWindowDataset
-from stccl.diagnose import pos_neg_similarities
+from stccl.core.correlation import _pairs, flat_map, sample_positions, temporal_vd
+from stccl.data.mead import PairedWindowDataset
+from stccl.core.diagnose import pos_neg_similarities
 from stccl.io import seed_everything
-from stccl.losses import network_from_checkpoint
-from stccl.metric_net import MetricNet
+from stccl.core.losses import network_from_checkpoint
+from stccl.core.metric_net import MetricNet
 from stccl.runs import load_checkpoint
 
 

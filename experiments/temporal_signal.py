@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from stccl.synth import load_ground_truth, make_config, synthesize, true_frame_map
+from stccl.data.synth import load_ground_truth, make_config, synthesize, true_frame_map
 
 
 def true_paths(root: Path, dtw: dict) -> dict:

@@ -27,8 +27,9 @@ run_name = None      # None: the params file's stem
 force = False
 
 # %%
-from stccl import report
-from stccl.reproduce import ensure_data, notebook_context, record_outputs
+from stccl.pipeline import figures
+from stccl.pipeline.params import notebook_context, record_outputs
+from stccl.pipeline.steps import ensure_data
 
 params, paths = notebook_context(params_file, data_root, preset, device, seeds, run_name)
 root = ensure_data(params, paths, force=force)
@@ -40,7 +41,7 @@ print("data root:", root)
 # %%
 sheet = root / "contact_sheet.png"
 if sheet.is_file():
-    report.image_figure(sheet, "identities (rows) x emotions (columns); test identities marked");
+    figures.image_figure(sheet, "identities (rows) x emotions (columns); test identities marked");
 
 # %% [markdown]
 # ## The DTW alignment of one pair
@@ -48,14 +49,14 @@ if sheet.is_file():
 # Bottom: the path itself and, for synthetic data, the true frame correspondence (same sentence time).
 
 # %%
-actor, emotion, pair = report.first_pair(root, emotion="happy")
-report.alignment_figure(root, actor, emotion, pair, n_show=params.frames_to_show);
+actor, emotion, pair = figures.first_pair(root, emotion="happy")
+figures.alignment_figure(root, actor, emotion, pair, n_show=params.frames_to_show);
 
 # %% [markdown]
 # ## Data set summary
 
 # %%
-summary = report.data_summary_table(root)
+summary = figures.data_summary_table(root)
 summary
 
 # %%

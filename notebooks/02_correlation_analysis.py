@@ -33,13 +33,15 @@ run_name = None
 force = False
 
 # %%
-from stccl import report
-from stccl.reproduce import diagnose_before, notebook_context, record_outputs
+from stccl.core.snapshot import correlation_snapshot
+from stccl.pipeline import figures
+from stccl.pipeline.params import notebook_context, record_outputs
+from stccl.pipeline.steps import diagnose_before
 
 params, paths = notebook_context(params_file, data_root, preset, device, seeds, run_name)
-snap = report.correlation_snapshot(params.metric_config, paths.data_root, paths.run_dir / "correlation_snapshot.npz",
-                                   seed=params.seeds[0])
-figs = report.correlation_figures(snap)
+snap = correlation_snapshot(params.metric_config, paths.data_root, paths.run_dir / "correlation_snapshot.npz",
+                           seed=params.seeds[0])
+figs = figures.correlation_figures(snap)
 
 # %% [markdown]
 # ## Sampled positions

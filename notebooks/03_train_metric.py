@@ -29,8 +29,10 @@ run_name = None
 force = False
 
 # %%
-from stccl import report
-from stccl.reproduce import diagnose_before, diagnose_json, notebook_context, record_outputs, train_metric_run
+from stccl.core.snapshot import correlation_snapshot
+from stccl.pipeline import figures
+from stccl.pipeline.params import notebook_context, record_outputs
+from stccl.pipeline.steps import diagnose_before, diagnose_json, train_metric_run
 
 params, paths = notebook_context(params_file, data_root, preset, device, seeds, run_name)
 run = train_metric_run(params, paths, force=force)
@@ -41,7 +43,7 @@ print("metric run:", run)
 # ## Loss curves (from metrics.jsonl)
 
 # %%
-report.loss_curves(run / "metrics.jsonl", title="metric network: L_SCC + lambda_T L_TCC");
+figures.loss_curves(run / "metrics.jsonl", title="metric network: L_SCC + lambda_T L_TCC");
 
 # %% [markdown]
 # ## Positive / negative similarity before and after training (the paper's figure)
@@ -50,21 +52,21 @@ report.loss_curves(run / "metrics.jsonl", title="metric network: L_SCC + lambda_
 before = diagnose_before(params, paths, force=force)   # the network at initialisation (also notebook 02)
 after = diagnose_json(ckpt, paths.data_root, paths.run_dir / "diagnose_after.json", split=params.diagnose_split,
                       batches=params.diagnose_batches, force=force)
-table = report.pos_neg_table(before, after)
-report.write_table(table, paths.run_dir / "pos_neg")
+table = figures.pos_neg_table(before, after)
+figures.write_table(table, paths.run_dir / "pos_neg")
 table
 
 # %%
-report.pos_neg_figure(table);
+figures.pos_neg_figure(table);
 
 # %% [markdown]
 # ## The adaptive weight map with the trained network
 
 # %%
-snap = report.correlation_snapshot(params.metric_config, paths.data_root,
-                                   paths.run_dir / "correlation_snapshot_trained.npz", checkpoint=ckpt,
-                                   seed=params.seeds[0])
-report.correlation_figures(snap)["weights"];
+snap = correlation_snapshot(params.metric_config, paths.data_root,
+                           paths.run_dir / "correlation_snapshot_trained.npz", checkpoint=ckpt,
+                           seed=params.seeds[0])
+figures.correlation_figures(snap)["weights"];
 
 # %%
 record_outputs(paths, "03_train_metric",

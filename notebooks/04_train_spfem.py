@@ -28,10 +28,11 @@ run_name = None
 force = False
 
 # %%
-from stccl import report
 from stccl.io import read_json
-from stccl.reproduce import (evaluate_copy_baseline, notebook_context, record_outputs, save_side_by_side,
-                             train_and_evaluate)
+from stccl.pipeline import figures
+from stccl.pipeline.params import notebook_context, record_outputs
+from stccl.pipeline.steps import evaluate_copy_baseline, train_and_evaluate
+from stccl.spfem.side_by_side import save_side_by_side
 
 params, paths = notebook_context(params_file, data_root, preset, device, seeds, run_name)
 metric_ckpt = paths.metric_run / "ckpt_last.pt"
@@ -54,29 +55,29 @@ copy_eval = evaluate_copy_baseline(params, paths, runs[(params.variants[0], para
 # ## Evaluation table (mean ± std over seeds; the 'copy' row copies the input: perfect speech, no emotion change)
 
 # %%
-table = report.eval_table(list(runs.values()) + [paths.run_dir / "eval_copy"])
-report.write_eval_table(table, paths.run_dir / "spfem_comparison")
-print(report.eval_markdown(table))
+table = figures.eval_table(list(runs.values()) + [paths.run_dir / "eval_copy"])
+figures.write_eval_table(table, paths.run_dir / "spfem_comparison")
+print(figures.eval_markdown(table))
 
 # %% [markdown]
 # ## Training curves
 
 # %%
 for (variant, seed), run in runs.items():
-    report.loss_curves(run / "metrics.jsonl", title=f"SPFEM {variant} seed {seed}");
+    figures.loss_curves(run / "metrics.jsonl", title=f"SPFEM {variant} seed {seed}");
 
 # %% [markdown]
 # ## Side by side: source, ground truth and each variant (first seed)
 
 # %%
 first = params.seeds[0]
-npz = save_side_by_side(paths, {v: runs[(v, first)] for v in params.variants}, paths.run_dir / "side_by_side.npz",
+npz = save_side_by_side(paths.data_root, {v: runs[(v, first)] for v in params.variants}, paths.run_dir / "side_by_side.npz",
                         n_frames=params.frames_to_show)
-report.side_by_side_figure(npz);
+figures.side_by_side_figure(npz);
 
 # %%
 record_outputs(paths, "04_train_spfem",
                {**{f"eval_{v}_s{s}": r / "eval.json" for (v, s), r in runs.items()},
                 "eval_copy": paths.run_dir / "eval_copy" / "eval.json",
                 "comparison": paths.run_dir / "spfem_comparison.csv", "side_by_side": npz},
-               {f"{v}_s{s}": report.flat_eval(r / "eval.json") for (v, s), r in runs.items()})
+               {f"{v}_s{s}": figures.flat_eval(r / "eval.json") for (v, s), r in runs.items()})

@@ -16,8 +16,9 @@
 #
 # One-factor-at-a-time grid around the default setting (params file, `ablation.runs`): VD vs CM; spatial only /
 # temporal only / both; adaptive weighting on/off; tau; window T; lambda_T; and no STCCL. Each grid point is
-# one YAML and one papermill execution of `notebooks/ablation_run.py`; metric-side factors retrain the metric
-# network (`ablation.metric_steps` steps), every point trains SPFEM (`ablation.spfem_steps`) and is evaluated.
+# one call of `stccl.pipeline.ablation.ablation_run` in its own process (`params.jobs` at a time); metric-side
+# factors retrain the metric network (`ablation.metric_steps` steps), every point trains SPFEM
+# (`ablation.spfem_steps`) and is evaluated.
 
 # %% tags=["parameters"]
 params_file = "params/smoke.yaml"
@@ -29,23 +30,23 @@ run_name = None
 force = False
 
 # %%
-from stccl import report
-from stccl.io import atomic_write_text
-from stccl.reproduce import notebook_context, record_outputs, run_ablation_batch
+from stccl.pipeline import figures
+from stccl.pipeline.ablation import run_ablation_batch
+from stccl.pipeline.params import notebook_context, record_outputs
 
 params, paths = notebook_context(params_file, data_root, preset, device, seeds, run_name)
 print(f"{len(params.ablation.runs)} grid points; metric steps {params.ablation.metric_steps}, "
       f"SPFEM steps {params.ablation.spfem_steps}")
 
 # %%
-rows = run_ablation_batch(params, paths, force=force, progress=False)
-df = report.ablation_frame(rows)
-report.write_table(df, paths.run_dir / "ablations")
-print(report.ablation_markdown(df))
+rows = run_ablation_batch(params, paths, force=force)
+df = figures.ablation_frame(rows)
+figures.write_table(df, paths.run_dir / "ablations")
+print(figures.ablation_markdown(df))
 
 # %%
 if len(df):
-    report.ablation_figure(df);
+    figures.ablation_figure(df);
 
 # %%
 record_outputs(paths, "05_ablations", {"ablations": paths.run_dir / "ablations.csv"}, {"runs": len(df)})

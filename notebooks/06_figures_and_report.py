@@ -29,8 +29,8 @@ force = False
 # %%
 from IPython.display import Markdown, display
 
-from stccl import report
-from stccl.reproduce import notebook_context, record_outputs
+from stccl.pipeline import report
+from stccl.pipeline.params import notebook_context, record_outputs
 
 params, paths = notebook_context(params_file, data_root, preset, device, seeds, run_name)
 report_md = report.build_report(params, paths)

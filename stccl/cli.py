@@ -18,19 +18,19 @@ from stccl.io import StcclError
 
 # command -> (module that defines it, one-line help shown by `stccl --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("stccl.synth", "render the embedded synthetic paired talking-face dataset"),
-    "pairs": ("stccl.data", "summarise an alignment file (actors, pairs, windows per split)"),
-    "train-metric": ("stccl.train_metric", "train the STCCL metric network"),
-    "diagnose": ("stccl.diagnose", "pos/neg cosine similarity of spatial and temporal correlations"),
-    "train-spfem": ("stccl.train_spfem", "train the SPFEM generator, with or without STCCL"),
-    "aux-nets": ("stccl.aux_nets", "train the frozen auxiliary nets (emotion, identity, mouth) ahead of time"),
-    "evaluate": ("stccl.evaluate", "evaluate an SPFEM run against synthetic ground truth"),
-    "compare": ("stccl.evaluate", "compare evaluated SPFEM runs (mean and std over seeds)"),
-    "prep-video": ("stccl.prep", "detect, align and crop faces of one video into the MEAD layout"),
-    "prep-mead": ("stccl.prep", "prepare a raw MEAD-style tree of videos"),
-    "align": ("stccl.prep", "DTW alignment file (official format) for a prepared root"),
-    "eval-clips": ("stccl.real_eval", "evaluate published SPFEM outputs on real side-by-side clips"),
-    "reproduce": ("stccl.reproduce", "run the notebooks with papermill from a params file"),
+    "synth": ("stccl.data.synth", "render the embedded synthetic paired talking-face dataset"),
+    "pairs": ("stccl.data.mead", "summarise an alignment file (actors, pairs, windows per split)"),
+    "train-metric": ("stccl.core.train_metric", "train the STCCL metric network"),
+    "diagnose": ("stccl.core.diagnose", "pos/neg cosine similarity of spatial and temporal correlations"),
+    "train-spfem": ("stccl.spfem.train", "train the SPFEM generator, with or without STCCL"),
+    "aux-nets": ("stccl.spfem.aux_nets", "train the frozen auxiliary nets (emotion, identity, mouth) ahead of time"),
+    "evaluate": ("stccl.spfem.evaluate", "evaluate an SPFEM run against synthetic ground truth"),
+    "compare": ("stccl.spfem.evaluate", "compare evaluated SPFEM runs (mean and std over seeds)"),
+    "prep-video": ("stccl.real.prep", "detect, align and crop faces of one video into the MEAD layout"),
+    "prep-mead": ("stccl.real.prep", "prepare a raw MEAD-style tree of videos"),
+    "align": ("stccl.real.pairing", "DTW alignment file (official format) for a prepared root"),
+    "eval-clips": ("stccl.real.published_clips", "evaluate published SPFEM outputs on real side-by-side clips"),
+    "reproduce": ("stccl.pipeline.runner", "run the notebooks with papermill from a params file"),
 }
 
 

@@ -28,7 +28,8 @@ import torch
 
 from stccl.config import to_dict
 from stccl.distributed import DistInfo
-from stccl.io import StcclError, append_jsonl, atomic_write_bytes, atomic_write_json, read_json, read_jsonl
+from stccl.io import (StcclError, append_jsonl, atomic_path, atomic_write_bytes, atomic_write_json, read_json,
+                      read_jsonl, to_json)
 
 CKPT_NAME = "ckpt_last.pt"
 
@@ -70,8 +71,6 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
     torch.save(payload, buf)
     data = buf.getvalue()
     if os.environ.get(_KILL_IN_WRITE_ENV) == str(payload.get("step")):
-        from stccl.io import atomic_path
-
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 fh.write(data[: len(data) // 2])
@@ -186,8 +185,6 @@ class RunDir:
                              "use another --out or the matching config")
         if self.dist.is_main:
             kept = [r for r in self.metrics() if r.get("step", -1) <= ckpt["step"]]
-            from stccl.io import atomic_path, to_json
-
             with atomic_path(self.metrics_path) as tmp:
                 tmp.write_text("".join(to_json(r) + "\n" for r in kept), encoding="utf-8")
         return ckpt
@@ -203,8 +200,6 @@ def _strip_volatile(cfg: dict) -> dict:
 
 def json_roundtrip(obj: Any) -> Any:
     import json
-
-    from stccl.io import to_json
 
     return json.loads(to_json(obj))
 

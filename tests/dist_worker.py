@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from stccl import runs, train_spfem
+from stccl import runs
+from stccl.spfem import train as train_spfem
 
 
 def main() -> int:

@@ -132,7 +132,7 @@ def test_the_row_records_the_point(resolved):
 
 def test_the_metric_overrides_reach_the_trainers_options(resolved):
     """The dotted keys land in the loss options the trainer builds (not a stray top-level key)."""
-    from stccl.train_metric import load_metric_config
+    from stccl.core.train_metric import load_metric_config
 
     _, points = resolved
     for name, p in points.items():

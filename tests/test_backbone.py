@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from stccl.backbone import ARCHS, IResNet, from_insightface, load_insightface_state
+from stccl.core.backbone import ARCHS, IResNet, from_insightface, load_insightface_state
 from stccl.io import StcclError
-from stccl.metric_net import MetricNet, MetricNetConfig
+from stccl.core.metric_net import MetricNet, MetricNetConfig
 
 
 @pytest.mark.parametrize("arch", ["iresnet_tiny", "iresnet_small"])

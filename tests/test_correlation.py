@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from stccl.correlation import (central_cells, correlation_vectors, sample_positions, sample_stage, spatial_cm,
+from stccl.core.correlation import (central_cells, correlation_vectors, sample_positions, sample_stage, spatial_cm,
                                spatial_vd, temporal_cm, temporal_vd)
 
 

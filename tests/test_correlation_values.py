@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from stccl.correlation import StageSample, correlation_vectors
-from stccl.diagnose import _other_index, official_measure, per_query_measure
+from stccl.core.correlation import StageSample, correlation_vectors
+from stccl.core.diagnose import _other_index, official_measure, per_query_measure
 
 B, T, C, H, W = 2, 3, 4, 5, 5
 

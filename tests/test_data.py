@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from stccl import cli
-from stccl.data import (EMOTIONS, ClipWindowDataset, MeadLayout, PairedWindowDataset, load_alignment,
+from stccl.data.mead import (EMOTIONS, ClipWindowDataset, MeadLayout, PairedWindowDataset, load_alignment,
                         resolve_test_actors, split_actors, summarise_pairs)
 from stccl.io import StcclError
 

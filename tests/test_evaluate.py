@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from stccl import synth
-from stccl.aux_nets import AuxConfig, cache_path, load_aux_nets, load_frame_table
+from stccl.data import synth
+from stccl.spfem.aux_nets import AuxConfig, cache_path, load_aux_nets, load_frame_table
 from stccl.cli import main as cli_main
-from stccl.data import EMOTIONS, MeadLayout, frames_to_tensor
-from stccl.evaluate import (EvalOptions, baseline_output_fn, compare_runs, evaluate_outputs, score_clip,
+from stccl.data.mead import EMOTIONS, MeadLayout, frames_to_tensor
+from stccl.spfem.evaluate import (EvalOptions, baseline_output_fn, compare_runs, evaluate_outputs, score_clip,
                             to_markdown)
 
 AUX = AuxConfig(size=32, frame_stride=2, steps=120, batch_size=32, lr=3e-3)
@@ -36,7 +36,7 @@ def nets(micro):
 
 
 def test_aux_nets_learn_on_tiny_data(micro, nets):
-    from stccl.aux_nets import aux_scores
+    from stccl.spfem.aux_nets import aux_scores
 
     scores = aux_scores(micro, ("emotion_eval", "identity_eval", "mouth"), AUX)
     # emotion on held-out clips of the train identities: well above chance (1/3 here)
@@ -191,7 +191,7 @@ def test_compare_table_mean_std(tmp_path, capsys):
 def test_evaluate_refuses_data_from_another_renderer(micro, tmp_path):
     import shutil
 
-    from stccl.evaluate import check_renderer_matches
+    from stccl.spfem.evaluate import check_renderer_matches
     from stccl.io import StcclError
 
     actor = json.loads((micro / "meta.json").read_text())["test_actors"][0]
@@ -208,7 +208,7 @@ def test_evaluate_refuses_data_from_another_renderer(micro, tmp_path):
 
 def test_frechet_distance_known_answers():
     """Same set: 0; the same set shifted by v: ||v||^2 (equal covariances cancel); fewer samples than dims works."""
-    from stccl.metrics import frechet_distance
+    from stccl.spfem.scores import frechet_distance
 
     rng = np.random.default_rng(0)
     a = rng.normal(size=(200, 8))

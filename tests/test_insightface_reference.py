@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stccl.backbone import from_insightface
+from stccl.core.backbone import from_insightface
 
 # (blocks per stage, widths, stem): arcface_torch's layout at CPU sizes
 ARCHS = {"iresnet_tiny": ((1, 1, 1, 1), (16, 32, 64, 128), 16),

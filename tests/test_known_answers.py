@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from stccl.io import StcclError
-from stccl.metrics import (LPIPS_LINEAR_ENV, LPIPS_WEIGHTS_ENV, NOT_COMPUTED, lpips_distance, lpips_weights_path,
+from stccl.spfem.scores import (LPIPS_LINEAR_ENV, LPIPS_WEIGHTS_ENV, NOT_COMPUTED, lpips_distance, lpips_weights_path,
                            ssim_psnr)
 
 

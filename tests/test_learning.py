@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from stccl import synth
-from stccl.correlation import sample_positions
-from stccl.data import PairedWindowDataset
-from stccl.diagnose import correlation_diagnostic
-from stccl.losses import STCCLOptions, network_from_checkpoint, stccl_terms
+from stccl.data import synth
+from stccl.core.correlation import sample_positions
+from stccl.data.mead import PairedWindowDataset
+from stccl.core.diagnose import correlation_diagnostic
+from stccl.core.losses import STCCLOptions, network_from_checkpoint, stccl_terms
 from stccl.runs import load_checkpoint
-from stccl.train_metric import MetricTrainConfig, train_metric
+from stccl.core.train_metric import MetricTrainConfig, train_metric
 
 TERMS = ("scc_vd", "scc_cm", "tcc_vd", "tcc_cm")
 

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from stccl.io import StcclError
-from stccl.losses import STCCLLoss, STCCLOptions, adaptive_weight, patch_nce, stccl_terms
-from stccl.metric_net import MetricNet, MetricNetConfig
+from stccl.core.losses import STCCLLoss, STCCLOptions, adaptive_weight, patch_nce, stccl_terms
+from stccl.core.metric_net import MetricNet, MetricNetConfig
 from stccl.runs import save_checkpoint
 from stccl.config import to_dict
 

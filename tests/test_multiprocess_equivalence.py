@@ -55,11 +55,11 @@ def metric_runs(micro_root, tmp_path_factory):
 
 def _reference_metric(config: Path, steps: int, world: int = 2, split_bn: bool = True):
     """One process: per step the ranks' half batches (order[r::world]), their mean loss, one Adam step."""
-    from stccl.correlation import sample_positions
-    from stccl.data import PairedWindowDataset
+    from stccl.core.correlation import sample_positions
+    from stccl.data.mead import PairedWindowDataset
     from stccl.io import seed_everything
-    from stccl.metric_net import MetricNet
-    from stccl.train_metric import MetricObjective, _stage_shapes, epoch_order, load_metric_config
+    from stccl.core.metric_net import MetricNet
+    from stccl.core.train_metric import MetricObjective, _stage_shapes, epoch_order, load_metric_config
 
     torch.set_num_threads(1)
     cfg = load_metric_config(config)

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from stccl import reproduce
+from stccl.pipeline import runner
+from stccl.pipeline.params import NOTEBOOKS, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +30,7 @@ def _tiny_params(tmp: Path) -> dict:
         "synth": {"identities": 4, "sentences": 1},
         "metric_steps": 2, "spfem_steps": 2,
         "spfem_set": {"aux": {"steps": 4, "batch_size": 16}},
-        "eval_args": ["--max-clips", "1", "--targets", "happy", "--no-lpips"],
+        "eval": {"max_clips": 1, "target_emotions": ["happy"], "lpips": False},
         "diagnose_batches": 1, "frames_to_show": 3,
     })
     runs = {r["name"]: r for r in params["ablation"]["runs"]}
@@ -46,8 +47,8 @@ def smoke(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.chdir(ROOT)  # notebooks run with cwd = the project root (they read params/ and notebooks/)
     try:
-        rc = reproduce.reproduce(pfile, progress=False)
-        _, paths = reproduce.load_params(pfile)
+        rc = runner.reproduce(pfile, progress=False)
+        _, paths = load_params(pfile)
     finally:
         mp.undo()
     return rc, paths
@@ -68,12 +69,12 @@ def _finite(x) -> bool:
 def test_runner_finished(smoke):
     rc, paths = smoke
     assert rc == 0, "a notebook failed; see the .status/*.json files of the smoke run"
-    for nb in reproduce.NOTEBOOKS:
+    for nb in NOTEBOOKS:
         status = json.loads((paths.status_dir / f"{nb}.json").read_text())
         assert status["status"] == "ok", (nb, status)
         assert (paths.run_dir / f"{nb}.ipynb").is_file()
     # a second run skips every step
-    steps, _ = reproduce.plan(paths.params_file)
+    steps, _ = runner.plan(paths.params_file)
     assert {s.action for s in steps} == {"skip"}
 
 
@@ -133,7 +134,12 @@ def test_05_ablations(smoke):
     assert df["mouth_l1"].between(0, 1).all() and df["emotion_acc"].between(0, 1).all()
     # default and cm share one metric retrain; tau 0.05 has its own
     assert df.loc[0, "metric_run"] == df.loc[1, "metric_run"] != df.loc[2, "metric_run"]
-    assert (paths.ablation_dir / "params" / "tau_0.05.yaml").is_file()
+    for name in df["run"]:
+        assert json.loads((paths.ablation_dir / name / "row.json").read_text())["run"] == name
+    # each row records what both stages used: the metric's window vs the plug-in's clip
+    tau = df.set_index("run").loc["tau_0.05"]
+    assert tau["metric_tau"] == 0.05 and tau["metric_T"] == 5 and tau["spfem_clip_frames"] == 3
+    assert df.loc[0, "metric_lambda_T"] == 5.0 and df.loc[0, "spfem_stccl_lambda_T"] == 1.0
 
 
 def test_06_report(smoke):

@@ -22,15 +22,15 @@ def _tree(root):
 
 @pytest.fixture(scope="module")
 def source_frames():
-    from stccl.video import read_frames, split_panel
+    from stccl.real.video import read_frames, split_panel
 
     frames, _ = read_frames(CLIP, max_frames=N)
     return split_panel(frames, 0)  # (N, 256, 256, 3)
 
 
 def test_face_found_and_aligned_to_template(source_frames):
-    from stccl import faces
-    from stccl.prep import align_clip, template_px
+    from stccl.real import dlib_faces as faces
+    from stccl.real.prep import align_clip, template_px
 
     size = 224
     aligned, log = align_clip(source_frames, size=size)
@@ -46,7 +46,7 @@ def test_face_found_and_aligned_to_template(source_frames):
 
 
 def test_short_gap_is_interpolated_long_gap_and_no_face_fail(source_frames):
-    from stccl.prep import align_clip
+    from stccl.real.prep import align_clip
 
     frames = source_frames.copy()
     frames[4:6] = 128  # two blank frames: interpolated
@@ -70,8 +70,8 @@ def _prep(root, *extra, video=CLIP, panel="source"):
 
 
 def test_prep_video_writes_the_mead_layout_the_loader_reads(tmp_path, capsys):
-    from stccl.data import MeadLayout, load_alignment, PairedWindowDataset
-    from stccl.video import read_wav
+    from stccl.data.mead import MeadLayout, load_alignment, PairedWindowDataset
+    from stccl.real.video import read_wav
 
     root = tmp_path / "prepared"
     assert _prep(root, "--actor", "M033", "--emotion", "neutral", "--clip", "1") == 0
@@ -129,7 +129,7 @@ def prepared_once(tmp_path_factory):
 def test_bad_inputs_fail_clearly_and_keep_earlier_outputs(prepared_once, tmp_path, capsys, kind):
     import shutil
 
-    from stccl.video import write_video
+    from stccl.real.video import write_video
 
     root = tmp_path / "prepared"
     shutil.copytree(prepared_once, root)  # an earlier good clip
@@ -161,7 +161,7 @@ def test_existing_clip_needs_overwrite(prepared_once, capsys):
 
 
 def test_prep_mead_batch_skips_done_and_reports_failures(tmp_path, source_frames, capsys):
-    from stccl.video import write_video
+    from stccl.real.video import write_video
 
     raw = tmp_path / "raw"
     good = raw / "M001" / "video" / "front" / "neutral" / "level_1" / "001.mp4"

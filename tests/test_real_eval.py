@@ -19,7 +19,7 @@ MANIFEST_HEAD = "clip,fps,target_emotion,panel_size,panel_gap,panel_0,panel_1,pa
 def probe_clips(tmp_path_factory):
     """A 4-panel clip whose 'methods' are known: an exact copy of the source, the
     source played backwards (same face, wrong speech), and a real published output."""
-    from stccl.video import read_audio, read_frames, split_panel, write_video
+    from stccl.real.video import read_audio, read_frames, split_panel, write_video
 
     d = tmp_path_factory.mktemp("clips")
     frames, fps = read_frames(REAL / "neutral_033_1.mp4", max_frames=N)
@@ -114,7 +114,7 @@ def test_bad_manifest_or_clip_fails_and_keeps_earlier_outputs(probe_clips, evalu
 
 
 def test_lag_and_paired_statistics_on_known_series():
-    from stccl.real_eval import lagged_pearson, paired_vs_baseline
+    from stccl.real.published_clips import lagged_pearson, paired_vs_baseline
 
     rng = np.random.default_rng(0)
     src = rng.normal(size=60)

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from stccl.report import (TARGET_EMOTION_POINTS, TARGET_MOUTH_DROP_PCT, TARGET_NEG, TARGET_POS, _direction, pct_change,
+from stccl.pipeline.report import (TARGET_EMOTION_POINTS, TARGET_MOUTH_DROP_PCT, TARGET_NEG, TARGET_POS, _direction, pct_change,
                           pos_neg_table, pos_neg_verdict, spfem_verdict)
 
 

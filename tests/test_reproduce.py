@@ -6,6 +6,7 @@ these tests exercise papermill and the skip logic in a few seconds.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -13,8 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stccl import reproduce
+from stccl.data.mead import summarise_pairs
 from stccl.io import StcclError
+from stccl.pipeline import runner as reproduce
+from stccl.pipeline.params import NOTEBOOKS, load_params
+from stccl.pipeline.steps import parallel_map
 
 NB = '''# %% tags=["parameters"]
 params_file = "p.yaml"
@@ -27,7 +31,7 @@ force = False
 
 # %%
 from pathlib import Path
-from stccl.reproduce import notebook_context, record_outputs
+from stccl.pipeline.params import notebook_context, record_outputs
 params, paths = notebook_context(params_file, data_root, preset, device, seeds, run_name)
 out = paths.run_dir / "{name}.txt"
 n = int(out.read_text()) + 1 if out.exists() else 1
@@ -41,7 +45,7 @@ record_outputs(paths, "{name}", {{"count": out}}, {{"n": n}})
 def project(tmp_path, monkeypatch):
     """A project root with notebooks/01..06 that count their executions; 03 fails when FAIL exists."""
     (tmp_path / "notebooks").mkdir()
-    for name in reproduce.NOTEBOOKS:
+    for name in NOTEBOOKS:
         extra = 'if Path("FAIL").exists():\n    raise RuntimeError("planned failure")' if name.startswith("03") else ""
         (tmp_path / "notebooks" / f"{name}.py").write_text(NB.format(name=name, extra=extra))
     params = {"run_dir": "runs/t", "report_dir": "rep/t", "data_root": "data",
@@ -60,25 +64,25 @@ def test_params_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"notebooks": ["01_data_prep", "99_nope"]}))
     with pytest.raises(StcclError, match=r"bad\.yaml.*99_nope"):
-        reproduce.load_params(bad)
+        load_params(bad)
     bad.write_text(yaml.safe_dump({"tau": 0.1}))
     with pytest.raises(StcclError, match=r"bad\.yaml.*tau"):
-        reproduce.load_params(bad)
+        load_params(bad)
     bad.write_text(yaml.safe_dump({"ablation": {"runs": [{"name": "a", "factor": "f", "level": "1"},
                                                          {"name": "a", "factor": "f", "level": "2"}]}}))
     with pytest.raises(StcclError, match="duplicate"):
-        reproduce.load_params(bad)
+        load_params(bad)
 
 
 def test_shipped_params_load():
     root = Path(__file__).resolve().parents[1]
     for name in ("smoke", "default"):
-        params, paths = reproduce.load_params(root / "params" / f"{name}.yaml")
+        params, paths = load_params(root / "params" / f"{name}.yaml")
         assert paths.run_dir == Path("reports/runs") / name
         assert paths.report_dir == Path("reports") / name
         assert len(params.ablation.runs) >= 5
         factors = {r.factor for r in params.ablation.runs}
-        assert {"variant", "correlations", "adaptive weighting", "tau", "window T", "lambda_T"} <= factors
+        assert {"variant", "correlations", "adaptive weighting", "tau", "metric window T", "metric lambda_T"} <= factors
 
 
 def test_dry_run_only_and_unknown(project, capsys):
@@ -137,30 +141,31 @@ def test_cli_exit_codes(project):
 REAL_ALIGN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mead" / "aligned_path36.json"
 
 
-def test_parallel_map_keeps_order_and_raises_the_first_error():
-    assert reproduce.parallel_map(lambda x: x * x, range(6), jobs=2) == [0, 1, 4, 9, 16, 25]
-    started = []
+def _square(x: int) -> int:
+    return x * x
 
-    def f(x):
-        started.append(x)
-        if x == 1:
-            raise StcclError("run 1 failed")
-        time.sleep(0.2)
-        return x
 
+def _fail_at_one(x: int, folder: Path) -> int:
+    (folder / str(x)).write_text("")  # a file per started call: the calls run in other processes
+    if x == 1:
+        raise StcclError("run 1 failed")
+    time.sleep(0.5)
+    return x
+
+
+def test_parallel_map_keeps_order_and_raises_the_first_error(tmp_path):
+    assert parallel_map(_square, range(6), jobs=2) == [0, 1, 4, 9, 16, 25]
     with pytest.raises(StcclError, match="run 1 failed"):
-        reproduce.parallel_map(f, range(8), jobs=2)
-    assert len(started) < 8  # no new call starts after the failure
+        parallel_map(functools.partial(_fail_at_one, folder=tmp_path), range(8), jobs=2)
+    assert len(list(tmp_path.iterdir())) < 8  # no new call starts after the failure
 
 
-def test_run_cli_in_a_worker_runs_a_child_process(tmp_path):
-    """The same `stccl` command gives the same output in a parallel worker (child process) as in-process."""
-    argv = ["pairs", "--root", str(tmp_path), "--align", str(REAL_ALIGN)]
-    here = reproduce.run_cli(argv, capture=True)
-    there = reproduce.parallel_map(lambda a: reproduce.run_cli(a, capture=True), [argv, argv], jobs=2)
-    assert json.loads(here.strip().splitlines()[-1])["pairs"] == 648
-    assert [json.loads(t.strip().splitlines()[-1]) for t in there] == [json.loads(here.strip().splitlines()[-1])] * 2
+def test_a_pool_worker_computes_what_the_process_does(tmp_path):
+    """A package call gives the same result in a spawned worker as in-process, and its error comes back."""
+    here = summarise_pairs(REAL_ALIGN, tmp_path)
+    assert here["pairs"] == 648
+    there = parallel_map(functools.partial(summarise_pairs, root=tmp_path), [REAL_ALIGN, REAL_ALIGN], jobs=2)
+    assert there == [here, here]
     bad = tmp_path / "nope.json"
     with pytest.raises(StcclError, match="nope.json"):
-        reproduce.parallel_map(lambda a: reproduce.run_cli(a, capture=True),
-                               [["pairs", "--root", str(tmp_path), "--align", str(bad)]] * 2, jobs=2)
+        parallel_map(functools.partial(summarise_pairs, root=tmp_path), [bad, bad], jobs=2)

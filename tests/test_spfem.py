@@ -7,14 +7,14 @@ import json
 import pytest
 import torch
 
-from stccl import synth
-from stccl.aux_nets import NET_SPECS, EmotionClassifier, IdentityEmbedder
+from stccl.data import synth
+from stccl.spfem.aux_nets import NET_SPECS, EmotionClassifier, IdentityEmbedder
 from stccl.cli import main as cli_main
 from stccl.config import from_dict
 from stccl.io import StcclError
-from stccl.spfem import (DiscriminatorConfig, Generator, GeneratorConfig, PatchDiscriminator,
+from stccl.spfem.generator import (DiscriminatorConfig, Generator, GeneratorConfig, PatchDiscriminator,
                          random_other_emotion)
-from stccl.train_spfem import SpfemConfig, SpfemLosses, load_generator
+from stccl.spfem.train import SpfemConfig, SpfemLosses, load_generator
 
 SMALL_G = GeneratorConfig(base_channels=8, num_down=1, num_res=1, code_dim=16)
 SMALL_D = DiscriminatorConfig(base_channels=8, num_layers=2)
@@ -151,8 +151,8 @@ def _g_grads(losses, seed=0, S=64):
 
 
 def test_stccl_term_changes_generator_gradients_not_metric():
-    from stccl.losses import STCCLLoss, STCCLOptions
-    from stccl.metric_net import MetricNet, MetricNetConfig
+    from stccl.core.losses import STCCLLoss, STCCLOptions
+    from stccl.core.metric_net import MetricNet, MetricNetConfig
 
     torch.manual_seed(1)
     metric = STCCLLoss(MetricNet(MetricNetConfig()), STCCLOptions(variant="vd", spatial_samples=(8, 4, 2, 1),
@@ -173,7 +173,7 @@ def test_stccl_term_changes_generator_gradients_not_metric():
 
 
 def test_cls_jitter_moves_frames_and_keeps_shape():
-    from stccl.train_spfem import _jitter
+    from stccl.spfem.train import _jitter
 
     torch.manual_seed(0)
     x = torch.rand(4, 3, 16, 16)
@@ -197,7 +197,7 @@ def test_discriminator_loss_detaches_generator():
 
 def test_config_rejects_unknown_and_checks_stccl(tmp_path):
     from stccl.io import StcclError
-    from stccl.train_spfem import load_spfem_config
+    from stccl.spfem.train import load_spfem_config
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("lambda_stcl: 1.0\n")
@@ -212,7 +212,7 @@ def test_config_rejects_unknown_and_checks_stccl(tmp_path):
 def test_train_cli_resume_and_load(micro, tmp_path):
     cfg = tmp_path / "spfem.yaml"
     cfg.write_text(
-        f"name: baseline\ndata_root: {micro}\nT: 2\nbatch_size: 2\nsteps: 4\nlog_every: 2\nckpt_every: 2\n"
+        f"name: baseline\ndata_root: {micro}\nclip_frames: 2\nbatch_size: 2\nsteps: 4\nlog_every: 2\nckpt_every: 2\n"
         "p_reference: 0.5\nthreads: 1\n"
         "generator: {base_channels: 8, num_down: 1, num_res: 1, code_dim: 16}\n"
         "discriminator: {base_channels: 8, num_layers: 2}\n"
@@ -238,9 +238,9 @@ def test_train_cli_resume_and_load(micro, tmp_path):
 
 
 def test_resume_reproduces_uninterrupted_run(micro, tmp_path):
-    from stccl.train_spfem import train_spfem
+    from stccl.spfem.train import train_spfem
 
-    cfg = SpfemConfig(data_root=str(micro), T=2, batch_size=2, steps=4, log_every=1, ckpt_every=2, threads=1,
+    cfg = SpfemConfig(data_root=str(micro), clip_frames=2, batch_size=2, steps=4, log_every=1, ckpt_every=2, threads=1,
                       p_reference=0.5, generator=SMALL_G, discriminator=SMALL_D,
                       aux=from_dict(type(SpfemConfig().aux), {"frame_stride": 4, "steps": 5, "batch_size": 8}))
     full = train_spfem(cfg, tmp_path / "full", progress=False)

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from stccl import syncnet as sn
+from stccl.real import syncnet as sn
 from stccl.io import StcclError
-from stccl.metrics import NOT_COMPUTED
+from stccl.spfem.scores import NOT_COMPUTED
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_clips"
 CLIP = REAL / "neutral_033_1.mp4"
@@ -205,7 +205,7 @@ def test_boxes_interpolate_and_smooth_landmarks():
 
 @needs_real
 def test_lse_on_a_real_clip_with_random_weights(weights, monkeypatch):
-    from stccl.video import read_audio, read_frames, split_panel
+    from stccl.real.video import read_audio, read_frames, split_panel
 
     n = 38  # ~1.5 s: 33 windows
     frames, fps = read_frames(CLIP, max_frames=n)
@@ -221,8 +221,8 @@ def test_lse_on_a_real_clip_with_random_weights(weights, monkeypatch):
 
 @needs_real
 def test_evaluate_clip_adds_lse_per_method(weights, tmp_path):
-    from stccl.real_eval import evaluate_clip
-    from stccl.video import read_audio, read_frames, split_panel, write_video
+    from stccl.real.published_clips import evaluate_clip
+    from stccl.real.video import read_audio, read_frames, split_panel, write_video
 
     n = 8
     frames, fps = read_frames(CLIP, max_frames=n)
@@ -244,7 +244,7 @@ def test_evaluate_clip_adds_lse_per_method(weights, tmp_path):
 
 
 def test_table_shows_lse_only_when_computed():
-    from stccl.real_eval import lse_note, markdown_table
+    from stccl.real.published_clips import lse_note, markdown_table
 
     base = {"method": "baseline", "csim": 0.9, "csim_sd": 0.0, "fad": 0.1, "mouth_dist": 0.1, "mouth_dist_sd": 0.0,
             "mouth_open_r": 0.5, "mouth_open_r_sd": 0.0, "mouth_open_r_best_lag": 0.6, "median_best_lag_frames": 0,

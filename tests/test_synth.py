@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 from scipy.interpolate import CubicSpline
 
-from stccl import cli, synth
-from stccl.data import EMOTIONS, MeadLayout, PairedWindowDataset, load_alignment
+from stccl import cli
+from stccl.data import synth
+from stccl.data.mead import EMOTIONS, MeadLayout, PairedWindowDataset, load_alignment
 from stccl.io import StcclError
 
 # A micro version of the tiny preset: all 7 emotions, 3 actors, 2 sentences, 48 px.
@@ -86,7 +87,7 @@ def test_same_sentence_same_mouth_up_to_time_warp(micro):
                 assert err.max() < 0.1 and err.mean() < 0.01, (actor, clip, emotion, p, err.max(), err.mean())
     # The table agrees with the sentence's phonemes through the one speech function.
     meta = json.loads((root / "meta.json").read_text())
-    from stccl import face_model as fm
+    from stccl.data import face_model as fm
     for (actor, emotion, clip), g in truth.groupby(["actor", "emotion", "clip"]):
         visemes = [fm.PHONEMES[p][0] for p in meta["sentences"][f"{clip:03d}"]]
         expect = fm.speech_trajectory(visemes, g["sentence_time"].to_numpy())
@@ -238,7 +239,7 @@ def test_presets():
 
 
 def test_timing_and_coarticulation_helpers():
-    from stccl import face_model as fm
+    from stccl.data import face_model as fm
     s = synth.sentence_time_of_frames(np.array([2.0, 3.5, 1.5]))
     assert len(s) == 7 and np.all(np.diff(s) > 0) and s[0] == 0 and s[-1] < 3
     assert np.allclose(s[:3], [0, 0.5, 1.0])  # 2 frames in phoneme 0, then phoneme 1 starts

@@ -5,15 +5,16 @@ import json
 import pytest
 import torch
 
-from stccl import cli, synth
-from stccl.data import PairedWindowDataset
-from stccl.diagnose import correlation_diagnostic
+from stccl import cli
+from stccl.data import synth
+from stccl.data.mead import PairedWindowDataset
+from stccl.core.diagnose import correlation_diagnostic
 from stccl.distributed import DistInfo
 from stccl.io import StcclError
-from stccl.losses import STCCLLoss, STCCLOptions
-from stccl.metric_net import MetricNet
+from stccl.core.losses import STCCLLoss, STCCLOptions
+from stccl.core.metric_net import MetricNet
 from stccl.runs import NonFiniteLossError, load_checkpoint
-from stccl.train_metric import MetricTrainConfig, epoch_batches, load_metric_config, train_metric
+from stccl.core.train_metric import MetricTrainConfig, epoch_batches, load_metric_config, train_metric
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(micro, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(micro, tmp_path, monkeypatch):
-    import stccl.train_metric as tm
+    import stccl.core.train_metric as tm
 
     real = tm.combine
     calls = {"n": 0}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stccl.io import StcclError
-from stccl.video import probe, read_audio, read_frames, read_wav, split_panel, write_video, write_wav
+from stccl.real.video import probe, read_audio, read_frames, read_wav, split_panel, write_video, write_wav
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_clips"
 CLIP = REAL / "neutral_034_1.mp4"

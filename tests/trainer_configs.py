@@ -22,7 +22,7 @@ def metric_yaml(path: Path, root: Path, steps: int = 12, ckpt_every: int = 4) ->
 
 def spfem_yaml(path: Path, root: Path, steps: int = 12, ckpt_every: int = 4) -> Path:
     path.write_text(
-        f"name: baseline\ndata_root: {root}\nT: 2\nbatch_size: 2\nsteps: {steps}\nlog_every: 1\n"
+        f"name: baseline\ndata_root: {root}\nclip_frames: 2\nbatch_size: 2\nsteps: {steps}\nlog_every: 1\n"
         f"ckpt_every: {ckpt_every}\np_reference: 0.5\nthreads: 1\ndevice: cpu\n"
         "generator: {base_channels: 8, num_down: 1, num_res: 1, code_dim: 16}\n"
         "discriminator: {base_channels: 8, num_layers: 2}\n"

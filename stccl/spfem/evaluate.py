@@ -6,7 +6,7 @@
 
 For every held-out identity, every source clip (neutral by default) and every
 other target emotion, the generator's output is scored against the rendered
-ground truth `stccl.synth.render_target` (the same person saying the same
+ground truth `stccl.data.synth.render_target` (the same person saying the same
 sentence on the source's timing with the target emotion). Only evaluation
 touches the ground truth.
 
@@ -35,10 +35,14 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from stccl.aux_nets import AuxConfig, aux_scores, batched, crop_mouth, load_aux_nets
-from stccl.data import EMOTIONS, MeadLayout, frames_to_tensor, resolve_test_actors, split_actors
-from stccl.io import StcclError, atomic_write_csv, atomic_write_json, atomic_write_text, read_json
-from stccl.metrics import NOT_COMPUTED, csim, frechet_distance, lpips_distance, ssim_psnr
+from stccl.config import from_dict, parse_sets, to_dict
+from stccl.data.mead import EMOTIONS, MeadLayout, frames_to_tensor, resolve_test_actors, split_actors
+from stccl.data.synth import render_target
+from stccl.io import StcclError, atomic_write_csv, atomic_write_json, atomic_write_text, read_json, to_json
+from stccl.spfem.aux_nets import aux_scores, batched, crop_mouth, load_aux_nets
+from stccl.spfem.config import AuxConfig
+from stccl.spfem.scores import NOT_COMPUTED, csim, frechet_distance, lpips_distance, ssim_psnr
+from stccl.spfem.train import load_generator
 
 EVAL_NETS = ("emotion_eval", "identity_eval", "mouth")
 # metric -> True when higher is better (for the comparison table)
@@ -113,8 +117,6 @@ def evaluate_outputs(output_fn: OutputFn, data_root: str | Path, size: int, opts
                      aux_cfg: AuxConfig = AuxConfig(), test_actors=None, val_actors: Sequence[str] = (),
                      progress: bool = True) -> tuple[dict, pd.DataFrame]:
     """Score `output_fn` on every (actor, source clip, target emotion) of the split."""
-    from stccl.synth import render_target
-
     root = Path(data_root)
     layout = MeadLayout(root)
     actors = _eval_actors(root, opts.split, test_actors, val_actors)
@@ -175,8 +177,6 @@ def check_renderer_matches(root: str | Path, actor: str, clip: int, emotion: str
     rendering silently gives another face (measured: 0.074 mean abs
     difference vs about 0.02 from noise and JPEG alone).
     """
-    from stccl.synth import render_target
-
     layout = MeadLayout(root)
     n = layout.num_frames(actor, emotion, clip)
     disk = layout.load_frames_uint8(actor, emotion, clip, np.arange(n)).astype(np.float32)
@@ -225,8 +225,6 @@ def baseline_output_fn(kind: str, data_root: str | Path, size: int) -> OutputFn:
 def evaluate_run(run_dir: str | Path, opts: EvalOptions = EvalOptions(), device: str = "cpu",
                  progress: bool = True, out_name: str = "eval") -> dict:
     """Evaluate a `stccl train-spfem` run; writes {out_name}.json and {out_name}_clips.csv in the run folder."""
-    from stccl.train_spfem import load_generator
-
     run_dir = Path(run_dir)
     G, cfg = load_generator(run_dir, device)
     if cfg.threads > 0:
@@ -237,6 +235,29 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions = EvalOptions(), device:
               "stccl": cfg.stccl, "stccl_variant": cfg.stccl_variant if cfg.stccl else None, **result}
     atomic_write_csv(run_dir / f"{out_name}_clips.csv", df)
     atomic_write_json(run_dir / f"{out_name}.json", result)
+    return result
+
+
+def eval_name(opts: EvalOptions) -> str:
+    """File stem of an evaluation: `eval` for the held-out test split by label, else eval_<split>_<condition>."""
+    return "eval" if opts.split == "test" and opts.condition == "label" else f"eval_{opts.split}_{opts.condition}"
+
+
+def like_run(run_dir: str | Path, data_root: str | Path | None = None) -> tuple[str, int, AuxConfig]:
+    """(data root, size, aux config) of an existing run, so a baseline is scored by the same nets."""
+    _, cfg = load_generator(run_dir)
+    return str(data_root or cfg.data_root), cfg.size, cfg.aux
+
+
+def evaluate_baseline(kind: str, data_root: str | Path, size: int, aux_cfg: AuxConfig, out: str | Path,
+                      opts: EvalOptions = EvalOptions(), out_name: str = "eval", progress: bool = True) -> dict:
+    """Score a reference output (`copy` the input or `shuffled` frames); writes {out_name}.json and _clips.csv."""
+    result, df = evaluate_outputs(baseline_output_fn(kind, data_root, size), data_root, size, opts, aux_cfg,
+                                  progress=progress)
+    result = {"name": kind, "seed": None, **result}
+    out = Path(out)
+    atomic_write_csv(out / f"{out_name}_clips.csv", df)
+    atomic_write_json(out / f"{out_name}.json", result)
     return result
 
 
@@ -301,32 +322,20 @@ def _opts_from_args(args) -> EvalOptions:
 
 
 def _cmd_evaluate(args) -> int:
-    from stccl.io import to_json
-
     opts = _opts_from_args(args)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    name = args.name or ("eval" if opts.split == "test" and opts.condition == "label" else
-                         f"eval_{opts.split}_{opts.condition}")
+    name = args.name or eval_name(opts)
     if args.baseline:
         data, size, aux_cfg = args.data, args.size, AuxConfig()
         if args.like:  # same data, resolution and aux nets as an existing run
-            from stccl.train_spfem import load_generator
-
-            _, run_cfg = load_generator(args.like)
-            data, size, aux_cfg = data or run_cfg.data_root, run_cfg.size, run_cfg.aux
+            data, size, aux_cfg = like_run(args.like, data)
         if args.aux_set:
-            from stccl.config import from_dict, parse_sets, to_dict
-
             aux_cfg = from_dict(AuxConfig, {**to_dict(aux_cfg), **parse_sets(args.aux_set)}, where="--aux-set")
         if not data or not args.out:
             raise StcclError("--baseline needs --data DATA_ROOT (or --like RUN_DIR) and --out FOLDER")
-        result, df = evaluate_outputs(baseline_output_fn(args.baseline, data, size), data, size,
-                                      opts, aux_cfg, progress=not args.no_progress)
-        result = {"name": args.baseline, "seed": None, **result}
-        out = Path(args.out)
-        atomic_write_csv(out / f"{name}_clips.csv", df)
-        atomic_write_json(out / f"{name}.json", result)
+        result = evaluate_baseline(args.baseline, data, size, aux_cfg, args.out, opts, name,
+                                   progress=not args.no_progress)
     else:
         if not args.run:
             raise StcclError("give --run RUN_DIR (a folder written by `stccl train-spfem`) or --baseline copy")

@@ -23,11 +23,15 @@ target emotion. For every clip and method this measures, on sampled frames:
   correlation against the baseline output tells whether the methods agree
   with each other more than with the source.
 
-- LSE-D / LSE-C (SyncNet, stccl.syncnet): only when the user supplies the
+- LSE-D / LSE-C (SyncNet, stccl.real.syncnet): only when the user supplies the
   public syncnet_v2.model (--syncnet-weights or $STCCL_SYNCNET_WEIGHTS);
   every frame of the source and method panels is cropped around its dlib
   landmark box and scored against the clip's audio. Without the file the
   table says "not computed" and where to put it.
+
+At about 430 lines this stays one module: the per-clip measures, the paired
+test against the baseline, the tables and the batch over the manifest are one
+command's pieces and read the same manifest roles.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from stccl.io import StcclError, atomic_path, atomic_write_csv, atomic_write_json, atomic_write_text
+from stccl.real import dlib_faces, syncnet
+from stccl.real.video import probe, read_audio, read_frames, split_panel
+from stccl.spfem.scores import cosine_similarity, frechet_distance
 
 REQUIRED_COLUMNS = ("clip", "target_emotion", "panel_size", "panel_gap")
 METHODS = ("baseline", "stccl_cm", "stccl_vd")
@@ -119,9 +126,6 @@ def panel_lse(video: Path, row, analyses: dict, idx: np.ndarray, frames: np.ndar
     again (when only some frames were sampled). A panel with no face on any
     sampled frame gets None.
     """
-    from stccl import syncnet
-    from stccl.video import read_audio, read_frames, split_panel
-
     sound = read_audio(video)
     if sound is None:
         raise StcclError(f"{video}: no audio stream, so LSE-D cannot be computed; "
@@ -145,13 +149,9 @@ def evaluate_clip(video: Path, row, stride: int = 1, max_frames: int | None = No
     Landmarks on frames sample_indices(stride, max_frames); embeddings on
     every `embed_stride`-th of those (the embedder is ~15x slower than the
     landmarks); SyncNet scores on every frame when `syncnet` (a loaded
-    stccl.syncnet.SyncNet) is given. Returns {"rows": [per-method dicts], "embeddings": {role: (M, 128)},
+    stccl.real.syncnet.SyncNet) is given. Returns {"rows": [per-method dicts], "embeddings": {role: (M, 128)},
     "sampled": [...], "embedded": [...]}.
     """
-    from stccl import faces
-    from stccl.metrics import cosine_similarity
-    from stccl.video import probe, read_frames, split_panel
-
     info = probe(video)
     if info.num_frames:
         idx = sample_indices(info.num_frames, stride, max_frames)
@@ -167,16 +167,16 @@ def evaluate_clip(video: Path, row, stride: int = 1, max_frames: int | None = No
     res = {}
     for role in ("source",) + METHODS:
         panel = split_panel(frames, _role_index(row, role), size, gap, source=video)
-        res[role] = faces.analyse_frames(panel, embed_mask=emb_mask)
+        res[role] = dlib_faces.analyse_frames(panel, embed_mask=emb_mask)
     src = res["source"]
     if not src["found"].any():
         raise StcclError(f"{video}: no face found in the source panel of any sampled frame")
-    ref = faces.canonical_reference(src["landmarks"])
-    src_norm = faces.normalise_landmarks(src["landmarks"], ref)  # NaN rows stay NaN
-    src_open = faces.mouth_opening(src["landmarks"])
+    ref = dlib_faces.canonical_reference(src["landmarks"])
+    src_norm = dlib_faces.normalise_landmarks(src["landmarks"], ref)  # NaN rows stay NaN
+    src_open = dlib_faces.mouth_opening(src["landmarks"])
     step = int(np.median(np.diff(idx))) if len(idx) > 1 else 1  # frames between samples
     max_lag = max(1, round(4 / step))  # about +-4 frames (0.16 s at 25 fps)
-    base_open = faces.mouth_opening(res["baseline"]["landmarks"])
+    base_open = dlib_faces.mouth_opening(res["baseline"]["landmarks"])
     # every frame decoded in order already when nothing was skipped
     sync = None if syncnet is None else panel_lse(video, row, res, idx, frames if stride <= 1 and not max_frames else None,
                                                   fps, syncnet)
@@ -184,20 +184,20 @@ def evaluate_clip(video: Path, row, stride: int = 1, max_frames: int | None = No
     for m in METHODS:
         r = res[m]
         both = src["found"] & r["found"]
-        norm = faces.normalise_landmarks(r["landmarks"], ref)
-        mouth = np.linalg.norm(norm[:, faces.MOUTH] - src_norm[:, faces.MOUTH], axis=-1).mean(-1)  # (N,)
+        norm = dlib_faces.normalise_landmarks(r["landmarks"], ref)
+        mouth = np.linalg.norm(norm[:, dlib_faces.MOUTH] - src_norm[:, dlib_faces.MOUTH], axis=-1).mean(-1)  # (N,)
         emb_both = both & emb_mask
-        r_lag, lag = lagged_pearson(src_open, faces.mouth_opening(r["landmarks"]), max_lag)
+        r_lag, lag = lagged_pearson(src_open, dlib_faces.mouth_opening(r["landmarks"]), max_lag)
         cs = cosine_similarity(src["embeddings"][emb_both], r["embeddings"][emb_both]) if emb_both.any() else np.array([])
         rows.append({
             "clip": video.name, "target_emotion": row["target_emotion"], "method": m,
             "csim": float(cs.mean()) if len(cs) else float("nan"),
             "mouth_dist": float(np.nanmean(mouth[both])) if both.any() else float("nan"),
-            "mouth_open_r": _pearson(faces.mouth_opening(r["landmarks"]), src_open),
+            "mouth_open_r": _pearson(dlib_faces.mouth_opening(r["landmarks"]), src_open),
             "mouth_open_r_best_lag": r_lag,
             "best_lag_frames": lag * step,
-            "mouth_open_r_vs_baseline": _pearson(faces.mouth_opening(r["landmarks"]), base_open) if m != "baseline" else float("nan"),
-            "mouth_open_mean": float(np.nanmean(faces.mouth_opening(r["landmarks"])[both])) if both.any() else float("nan"),
+            "mouth_open_r_vs_baseline": _pearson(dlib_faces.mouth_opening(r["landmarks"]), base_open) if m != "baseline" else float("nan"),
+            "mouth_open_mean": float(np.nanmean(dlib_faces.mouth_opening(r["landmarks"])[both])) if both.any() else float("nan"),
             "source_open_mean": float(np.nanmean(src_open[both])) if both.any() else float("nan"),
             "frames_sampled": int(len(idx)), "frames_with_face": int(both.sum()),
             "frames_embedded": int(emb_both.sum()),
@@ -283,11 +283,9 @@ def markdown_table(summary) -> str:
 
 def lse_note(weights: Path | None) -> str:
     """The table's sentence on LSE-D / LSE-C: how they were computed, or why not and how to enable them."""
-    from stccl import syncnet as sn
-
     if weights is None:
-        return (f"LSE-D / LSE-C (SyncNet) are {sn.NOT_COMPUTED}: they need the public syncnet_v2.model weights, "
-                f"which the kit cannot download; {sn.WEIGHTS_HINT} (or pass --syncnet-weights).")
+        return (f"LSE-D / LSE-C (SyncNet) are {syncnet.NOT_COMPUTED}: they need the public syncnet_v2.model weights, "
+                f"which the kit cannot download; {syncnet.WEIGHTS_HINT} (or pass --syncnet-weights).")
     return (f"LSE-D / LSE-C: SyncNet ({weights}) on every frame of each panel cropped around its dlib landmark "
             "box, against the clip's audio, offsets -15..15 frames (LSE-D = min over offsets of the mean "
             "distance, lower better; LSE-C = median minus min, higher better); source = the same on the "
@@ -302,9 +300,7 @@ def _evaluate_job(job) -> dict:
     video, row, stride, max_frames, embed_stride, weights = job
     net = None
     if weights is not None:
-        from stccl import syncnet as sn
-
-        net = _WORKER_NETS.get(str(weights)) or _WORKER_NETS.setdefault(str(weights), sn.load_syncnet(weights))
+        net = _WORKER_NETS.get(str(weights)) or _WORKER_NETS.setdefault(str(weights), syncnet.load_syncnet(weights))
     return evaluate_clip(video, row, stride, max_frames, embed_stride, syncnet=net)
 
 
@@ -319,9 +315,6 @@ def eval_clips(clips_dir: str | Path, manifest: str | Path | None = None, out: s
     import pandas as pd
     from tqdm import tqdm
 
-    from stccl import syncnet as sn
-    from stccl.metrics import frechet_distance
-
     t0 = time.perf_counter()
     clips_dir = Path(clips_dir)
     man_path = Path(manifest) if manifest else clips_dir / "manifest.csv"
@@ -333,9 +326,9 @@ def eval_clips(clips_dir: str | Path, manifest: str | Path | None = None, out: s
     for name in df["clip"]:
         if not (clips_dir / name).is_file():
             raise StcclError(f"{man_path}: clip {name} listed but {clips_dir / name} does not exist")
-    weights = sn.syncnet_weights_path(syncnet_weights)
+    weights = syncnet.syncnet_weights_path(syncnet_weights)
     if weights is not None:
-        sn.load_syncnet(weights)  # a bad weight file fails here, before any clip is read
+        syncnet.load_syncnet(weights)  # a bad weight file fails here, before any clip is read
     jobs = [(clips_dir / row["clip"], row, stride, max_frames, embed_stride, weights) for _, row in df.iterrows()]
     rows, embs, sampling = [], {r: [] for r in ("source",) + METHODS}, {}
     workers = max(1, min(workers, len(jobs)))

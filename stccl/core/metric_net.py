@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from stccl.backbone import ARCHS, IResNet
+from stccl.core.backbone import ARCHS, IResNet
 
 
 @dataclass(frozen=True)

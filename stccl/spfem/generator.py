@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from stccl.data import EMOTIONS
+from stccl.data.mead import EMOTIONS
 from stccl.io import StcclError
 
 

@@ -47,10 +47,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from stccl.correlation import frame_pairs, correlation_vectors, sample_positions
+from stccl.core.correlation import correlation_vectors, frame_pairs, sample_positions
 from stccl.io import StcclError, seed_everything, to_json
-from stccl.losses import STCCLOptions, network_from_checkpoint
-from stccl.metric_net import MetricNet
+from stccl.core.losses import STCCLOptions, network_from_checkpoint
+from stccl.core.metric_net import MetricNet
 
 MEASURES = ("per_query", "official")
 KINDS = ("spatial", "temporal")
@@ -275,9 +275,9 @@ def diagnostic_rows(result: dict, **labels) -> list[dict]:
 
 
 def _cmd_diagnose(args) -> int:
-    from stccl.data import PairedWindowDataset
+    from stccl.data.mead import PairedWindowDataset
     from stccl.runs import load_checkpoint
-    from stccl.train_metric import INIT_CKPT_NAME
+    from stccl.core.train_metric import INIT_CKPT_NAME
 
     ckpt = load_checkpoint(args.checkpoint)
     net, options = network_from_checkpoint(ckpt, str(args.checkpoint))

@@ -1,9 +1,9 @@
-"""Raw talking-face video -> aligned MEAD-layout frames, audio, and DTW pairs.
+"""Raw talking-face video -> aligned MEAD-layout frames and audio.
 
 Commands:
   stccl prep-video  one video (or one panel of a side-by-side video) -> one clip
   stccl prep-mead   a MEAD-style raw tree {actor}/video/front/{emotion}/level_{k}/{clip}.mp4
-  stccl align       DTW pairs neutral <-> emotional clip, in the official aligned_path.json format
+(`stccl align`, the DTW pairs of a prepared root, is in `stccl.real.pairing`.)
 
 What a prepared root holds, per clip (MEAD layout plus two side folders that
 the data loader ignores):
@@ -23,7 +23,6 @@ video, no face) never leaves a half-written clip or touches earlier ones.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import shutil
@@ -33,17 +32,20 @@ from pathlib import Path
 
 import numpy as np
 
-from stccl.io import StcclError, atomic_write_json, read_json, to_json
+from stccl.io import StcclError, atomic_write_json, to_json
+from stccl.real import dlib_faces
+from stccl.real import video as vio
+from stccl.real.dlib_faces import TEMPLATE_5
 
 # Same tuple as stccl.data.EMOTIONS (kept here so prep does not import torch).
 EMOTIONS = ("neutral", "angry", "disgusted", "fear", "happy", "sad", "surprised")
-_CLIP_DIR = re.compile(r"^\d{3}$")
+CLIP_DIR = re.compile(r"^\d{3}$")
 _RAW_CLIP = re.compile(r"^(\d+)\.mp4$")
 
 
 # ----------------------------------------------------------------------------- alignment of one clip
 
-def _interpolate_gaps(values: np.ndarray, found: np.ndarray) -> np.ndarray:
+def interpolate_gaps(values: np.ndarray, found: np.ndarray) -> np.ndarray:
     """Linear interpolation over frames without a face (edges hold the nearest value).
 
     values: (N, C) with rows of missing frames ignored.
@@ -93,16 +95,14 @@ def align_clip(frames: np.ndarray, size: int = 224, smooth: int = 9, max_gap: in
     """
     from skimage.transform import SimilarityTransform, warp
 
-    from stccl import faces
-
     n = len(frames)
     pts = np.full((n, 5, 2), np.nan)
     found = np.zeros(n, bool)
     for i, img in enumerate(frames):  # dlib: one image at a time
         img = np.ascontiguousarray(img)
-        rect = faces.detect(img)
+        rect = dlib_faces.detect(img)
         if rect is not None:
-            pts[i] = faces.landmarks(img, rect, points=5)
+            pts[i] = dlib_faces.landmarks(img, rect, points=5)
             found[i] = True
     if not found.any():
         raise StcclError(f"{source}: no face found in any of its {n} frames; "
@@ -113,13 +113,13 @@ def align_clip(frames: np.ndarray, size: int = 224, smooth: int = 9, max_gap: in
         shown = ", ".join(f"{a}-{b}" for a, b in long_gaps[:5])
         raise StcclError(f"{source}: no face for more than {max_gap} consecutive frames (frames {shown}); "
                          "raise --max-gap to interpolate over them, or trim the video")
-    a, b = faces.fit_similarity(pts[found], template_px(size))
+    a, b = dlib_faces.fit_similarity(pts[found], template_px(size))
     params = np.full((n, 4), np.nan)
     params[found] = np.stack([a.real, a.imag, b.real, b.imag], -1)
-    params = smooth_params(_interpolate_gaps(params, found), smooth)  # (N, 4)
+    params = smooth_params(interpolate_gaps(params, found), smooth)  # (N, 4)
     out = np.empty((n, size, size, 3), np.uint8)
     for i, img in enumerate(frames):
-        m = faces.similarity_matrix(complex(params[i, 0], params[i, 1]), complex(params[i, 2], params[i, 3]))
+        m = dlib_faces.similarity_matrix(complex(params[i, 0], params[i, 1]), complex(params[i, 2], params[i, 3]))
         warped = warp(img, SimilarityTransform(matrix=m).inverse, output_shape=(size, size),
                       order=1, mode="edge", preserve_range=True)
         out[i] = np.clip(np.rint(warped), 0, 255).astype(np.uint8)
@@ -130,8 +130,6 @@ def align_clip(frames: np.ndarray, size: int = 224, smooth: int = 9, max_gap: in
 
 def template_px(size: int) -> np.ndarray:
     """The 5-point template in pixels of a `size` crop: (5, 2)."""
-    from stccl.faces import TEMPLATE_5
-
     return TEMPLATE_5 * size
 
 
@@ -204,8 +202,6 @@ def prep_video(video: str | Path, out_root: str | Path, actor: str, emotion: str
                smooth: int = 9, max_gap: int = 12, max_frames: int | None = None,
                audio: bool = True, overwrite: bool = False) -> dict:
     """Prepare one clip into the MEAD layout under `out_root`; returns its log."""
-    from stccl import video as vio
-
     t0 = time.perf_counter()
     video = Path(video)
     if emotion not in EMOTIONS:
@@ -306,123 +302,6 @@ def prep_mead(raw_root: str | Path, out_root: str | Path, size: int = 224, level
     return summary
 
 
-# ----------------------------------------------------------------------------- DTW pairs
-
-def _clips(root: Path, actor: str, emotion: str) -> list[int]:
-    d = root / actor / "align_img" / emotion
-    if not d.is_dir():
-        return []
-    return sorted(int(p.name) for p in d.iterdir() if p.is_dir() and _CLIP_DIR.match(p.name))
-
-
-def _num_frames(folder: Path) -> int:
-    return sum(1 for name in os.listdir(folder) if name.endswith(".jpg"))
-
-
-def audio_features(wav: Path, num_frames: int, n_mfcc: int = 13) -> np.ndarray:
-    """MFCCs with exactly one vector per video frame: (num_frames, n_mfcc)."""
-    import librosa
-
-    from stccl.video import read_wav
-
-    y, sr = read_wav(wav)
-    if len(y) < num_frames:
-        raise StcclError(f"{wav}: audio too short ({len(y)} samples) for {num_frames} frames")
-    hop = max(1, int(round(len(y) / num_frames)))  # one hop per video frame, whatever the fps
-    n_fft = 2 ** int(math.ceil(math.log2(2 * hop)))
-    mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc, hop_length=hop, n_fft=n_fft)  # (n_mfcc, F)
-    feats = mfcc.T[:num_frames]
-    if len(feats) < num_frames:
-        feats = np.concatenate([feats, np.repeat(feats[-1:], num_frames - len(feats), 0)])
-    return feats
-
-
-def mouth_features(folder: Path, num_frames: int) -> np.ndarray:
-    """Normalised mouth landmarks of aligned frames: (num_frames, 40); gaps interpolated."""
-    from PIL import Image
-
-    from stccl import faces
-
-    frames = np.stack([np.asarray(Image.open(folder / f"{i:06d}.jpg").convert("RGB")) for i in range(num_frames)])
-    res = faces.analyse_frames(frames)
-    if not res["found"].any():
-        raise StcclError(f"{folder}: no face found in the aligned frames; cannot pair on mouth landmarks")
-    ref = faces.canonical_reference(res["landmarks"])
-    lms = faces.normalise_landmarks(np.nan_to_num(res["landmarks"]), ref)[:, faces.MOUTH]  # (N, 20, 2)
-    feats = lms.reshape(num_frames, -1)
-    return _interpolate_gaps(feats, res["found"])
-
-
-def align_root(root: str | Path, out: str | Path, pairs_from: str | Path | None = None,
-               features: str = "auto", window: int | None = None) -> dict:
-    """DTW path for every (actor, emotion, neutral clip, emotional clip) pair under `root`.
-
-    Pairs: with `pairs_from` (e.g. the official aligned_path36.json) its
-    "NNN_MMM" keys for each actor/emotion that exist under `root`; otherwise
-    the same clip number in neutral and the emotion (MEAD's shared sentences).
-    Writes the official format to `out` and, beside it, `<out>.sources.json`
-    saying which features paired each clip.
-    """
-    from tqdm import tqdm
-
-    from stccl.align import dtw_path
-
-    root = Path(root)
-    if not root.is_dir():
-        raise StcclError(f"prepared root not found: {root}")
-    if features not in ("auto", "audio", "landmarks"):
-        raise StcclError(f"--features {features!r}: use auto, audio or landmarks")
-    template = read_json(pairs_from, "pairs file") if pairs_from else None
-    actors = sorted(p.name for p in root.iterdir() if (p / "align_img" / "neutral").is_dir())
-    if not actors:
-        raise StcclError(f"{root}: no actor with an align_img/neutral folder; run stccl prep-video/prep-mead first")
-    jobs = []
-    for actor in actors:
-        neutral = set(_clips(root, actor, "neutral"))
-        for emotion in EMOTIONS[1:]:
-            emo = set(_clips(root, actor, emotion))
-            if template is not None:
-                keys = template.get(actor, {}).get(emotion, {})
-                pairs = [tuple(int(x) for x in k.split("_")) for k in keys]
-            else:
-                pairs = [(c, c) for c in sorted(neutral & emo)]
-            jobs += [(actor, emotion, n, m) for n, m in pairs if n in neutral and m in emo]
-    if not jobs:
-        raise StcclError(f"{root}: no neutral/emotional clip pairs found"
-                         + (f" among the pairs listed in {pairs_from}" if pairs_from else
-                            " (pairs need the same clip number in neutral and the emotion; or pass --pairs-from)"))
-
-    cache: dict[tuple, tuple[np.ndarray, str]] = {}
-
-    def feats(actor: str, emotion: str, clip: int, want: str) -> np.ndarray:
-        key = (actor, emotion, clip, want)
-        if key not in cache:
-            p = clip_paths(root, actor, emotion, clip)
-            n = _num_frames(p["frames"])
-            cache[key] = audio_features(p["audio"], n) if want == "audio" else mouth_features(p["frames"], n)
-        return cache[key]
-
-    result: dict = {}
-    sources: dict = {}
-    for actor, emotion, n, m in tqdm(jobs, desc="align", unit="pair"):
-        pn, pm = clip_paths(root, actor, emotion="neutral", clip=n), clip_paths(root, actor, emotion, m)
-        has_audio = pn["audio"].is_file() and pm["audio"].is_file()
-        if features == "audio" and not has_audio:
-            raise StcclError(f"--features audio but {pn['audio'] if not pn['audio'].is_file() else pm['audio']} "
-                             "is missing; prepare with audio or use --features auto")
-        want = "audio" if (features == "audio" or (features == "auto" and has_audio)) else "landmarks"
-        idx_a, idx_b = dtw_path(feats(actor, "neutral", n, want), feats(actor, emotion, m, want), window=window)
-        key = f"{n:03d}_{m:03d}"
-        result.setdefault(actor, {}).setdefault(emotion, {})[key] = [idx_a, idx_b]
-        sources.setdefault(actor, {}).setdefault(emotion, {})[key] = want
-    atomic_write_json(out, result)
-    atomic_write_json(Path(str(out) + ".sources.json"), sources)
-    counts = {"pairs": len(jobs), "actors": len(result),
-              "audio": sum(v == "audio" for a in sources.values() for e in a.values() for v in e.values())}
-    counts["landmarks"] = counts["pairs"] - counts["audio"]
-    return counts
-
-
 # ----------------------------------------------------------------------------- CLI
 
 def _cmd_prep_video(args) -> int:
@@ -444,12 +323,6 @@ def _cmd_prep_mead(args) -> int:
         first = summary["failed"][0]["error"]
         raise StcclError(f"{len(summary['failed'])} clip(s) failed (listed in "
                          f"{Path(args.out) / 'prep_summary.json'}); first: {first}")
-    return 0
-
-
-def _cmd_align(args) -> int:
-    counts = align_root(args.root, args.out, pairs_from=args.pairs_from, features=args.features, window=args.window)
-    print(to_json(counts | {"out": str(args.out)}))
     return 0
 
 
@@ -485,14 +358,3 @@ def add_cli(sub) -> None:
     p.add_argument("--emotions", nargs="*", default=None, choices=EMOTIONS)
     _common(p)
     p.set_defaults(func=_cmd_prep_mead)
-
-    p = sub.add_parser("align", help="DTW pairs neutral <-> emotional clips (official aligned_path.json format)")
-    p.add_argument("--root", required=True, help="prepared root")
-    p.add_argument("--out", required=True, help="output alignment file, e.g. aligned_path.json")
-    p.add_argument("--pairs-from", default=None,
-                   help="alignment file whose NNN_MMM pairs to reproduce (e.g. ../shared/data/mead/aligned_path36.json)")
-    p.add_argument("--features", default="auto", choices=("auto", "audio", "landmarks"),
-                   help="auto: MFCCs when both clips have audio, else mouth landmarks")
-    p.add_argument("--window", type=int, default=None, help="Sakoe-Chiba band in frames (default: none)")
-    p.set_defaults(func=_cmd_align)
-

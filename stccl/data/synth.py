@@ -46,9 +46,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from stccl.align import dtw_path, path_frame_error
+from stccl.data.align import dtw_path, path_frame_error
 from stccl.io import StcclError, atomic_path, atomic_write_csv, atomic_write_json, read_json, to_json
-from stccl import face_model as fm
+from stccl.data import face_model as fm
 
 EMOTIONS = ("neutral", "angry", "disgusted", "fear", "happy", "sad", "surprised")  # == stccl.data.EMOTIONS
 

@@ -75,7 +75,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stccl.io import StcclError
-from stccl.metrics import NOT_COMPUTED
+from stccl.spfem.scores import NOT_COMPUTED
 
 ENV_VAR = "STCCL_SYNCNET_WEIGHTS"
 WEIGHTS_HINT = (f"put the public syncnet_v2.model (joonson/syncnet_python, download_model.sh) anywhere and set "
@@ -187,7 +187,7 @@ def load_syncnet(path: str | Path) -> SyncNet:
         parts = [f"missing keys: {show(missing)}"] * bool(missing) + [f"unexpected keys: {show(unexpected)}"] * bool(
             unexpected) + [f"wrong shapes: {show(shapes)}"] * bool(shapes)
         raise StcclError(f"{path}: not a syncnet_v2 state dict ({'; '.join(parts)}); expected the keys "
-                         "documented in stccl/syncnet.py (netcnnaud/netfcaud/netcnnlip/netfclip)")
+                         "documented in stccl/real/syncnet.py (netcnnaud/netfcaud/netcnnlip/netfclip)")
     net.load_state_dict(state, strict=False)  # only num_batches_tracked may be absent
     return net.eval()
 

@@ -1,6 +1,6 @@
 """PatchNCE with correlation-aware adaptive weighting, and the plug-in STCCL loss.
 
-    from stccl.losses import STCCLLoss
+    from stccl.core.losses import STCCLLoss
 
     stccl = STCCLLoss.from_checkpoint("reports/runs/metric_default/ckpt_last.pt", variant="vd",
                                       lambda_S=1.0, lambda_T=5.0).to(device)
@@ -23,9 +23,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from stccl.config import from_dict
-from stccl.correlation import StageSample, correlation_vectors, sample_positions
+from stccl.core.correlation import StageSample, correlation_vectors, sample_positions
 from stccl.io import StcclError
-from stccl.metric_net import MetricNet, MetricNetConfig
+from stccl.core.metric_net import MetricNet, MetricNetConfig
 
 
 @dataclass(frozen=True)

@@ -34,26 +34,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from stccl.config import to_dict
-from stccl.data import EMOTIONS, MeadLayout, resolve_test_actors, split_actors
-from stccl.io import StcclError, read_json
+from stccl.data.mead import EMOTIONS, MeadLayout, resolve_test_actors, split_actors
+from stccl.io import StcclError, read_json, to_json
 from stccl.runs import load_checkpoint, save_checkpoint
+from stccl.spfem.config import MOUTH_BOX, AuxConfig, load_spfem_config
 
 AUX_VERSION = 1
 MOUTH_PARAMS = ("v_open", "v_width", "v_round", "v_jaw")  # speech (viseme) columns of ground_truth.parquet
-# Mouth crop as fractions of the aligned face (top, bottom, left, right). The
-# synthetic faces place the mouth centre at about 0.66 H (face_model.Identity.mouth_y).
-MOUTH_BOX = (0.56, 0.86, 0.27, 0.73)
-
-
-@dataclass(frozen=True)
-class AuxConfig:
-    size: int = 64               # input resolution of every aux net (and of the SPFEM model)
-    frame_stride: int = 2        # use every k-th frame of each clip
-    steps: int = 600             # optimiser steps per net
-    batch_size: int = 64
-    lr: float = 2e-3
-    val_clips: int = 1           # the last k clips of every (actor, emotion) are held out to check the nets
-    mouth_box: tuple[float, float, float, float] = MOUTH_BOX
 
 
 @dataclass(frozen=True)
@@ -363,9 +350,6 @@ def batched(fn, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
 # ---------------------------------------------------------------------------
 
 def _cmd_aux_nets(args) -> int:
-    from stccl.io import to_json
-    from stccl.train_spfem import load_spfem_config
-
     overrides = {"data_root": args.data_root} if args.data_root else {}
     cfg = load_spfem_config(args.config, overrides)
     names = [n.strip() for n in args.nets.split(",") if n.strip()]

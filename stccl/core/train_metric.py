@@ -40,11 +40,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from stccl.config import load_config, parse_sets
-from stccl.correlation import sample_positions
+from stccl.core.correlation import sample_positions
 from stccl.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, local_device, shard
 from stccl.io import StcclError, resolve_device, seed_everything, to_json
-from stccl.losses import STCCLOptions, combine, stccl_terms
-from stccl.metric_net import MetricNet, MetricNetConfig
+from stccl.core.losses import STCCLOptions, combine, stccl_terms
+from stccl.core.metric_net import MetricNet, MetricNetConfig
 from stccl.runs import RunDir, check_finite, set_rng_state
 
 INIT_CKPT_NAME = "ckpt_init.pt"  # the weights a run starts from (written once, before the first step)
@@ -134,7 +134,7 @@ def _stage_shapes(net: MetricNet, size: tuple[int, int]) -> list[tuple[int, int]
 def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, stop_at_step: int | None = None,
                  progress: bool = True) -> dict:
     """Run (or resume) metric training; returns a summary dict. `stop_at_step` interrupts (with a checkpoint)."""
-    from stccl.data import PairedWindowDataset
+    from stccl.data.mead import PairedWindowDataset
 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)

@@ -11,7 +11,7 @@ reference window of another train identity showing e_tgt) and trained with
         + l_rec  * |G(x, e_src) - x|                      # self-reconstruction
         + l_cyc  * |G(G(x, e_tgt), e_src) - x|            # cycle back to the source
         + l_id   * (1 - cos(E_id(G(x, e_tgt)), E_id(x)))  # same person
-        + l_stccl * STCCL(x, G(x, e_tgt))                 # optional: lambda_S SCC + lambda_T TCC
+        + l_stccl * STCCL(x, G(x, e_tgt))                 # optional: stccl_lambda_S SCC + stccl_lambda_T TCC
 
 C_train sees the generated frames through a small random shift and noise
 (`cls_shift`, `cls_noise`); `source_emotions` restricts which clips are edited
@@ -20,8 +20,8 @@ C_train sees the generated frames through a small random shift and noise
 outputs, mean |output - input|), not losses.
 
 C_train and E_id are frozen aux nets trained on the train identities
-(`stccl.aux_nets`); STCCL is the frozen metric network from
-`stccl train-metric` (`stccl.losses.STCCLLoss.from_checkpoint`). The run
+(`stccl.spfem.aux_nets`); STCCL is the frozen metric network from
+`stccl train-metric` (`stccl.core.losses.STCCLLoss.from_checkpoint`). The run
 folder follows the metric trainer: config.json, metrics.jsonl, atomic
 ckpt_last.pt, resume, non-finite guard, seeds; DDP under torchrun.
 """
@@ -39,83 +39,29 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from stccl.aux_nets import AuxConfig, load_aux_nets
-from stccl.config import load_config, parse_sets
-from stccl.data import EMOTIONS, ClipWindowDataset, resolve_test_actors
+from stccl.config import from_dict, parse_sets, to_dict
+from stccl.core.losses import STCCLLoss
+from stccl.data.mead import EMOTIONS, ClipWindowDataset, resolve_test_actors
 from stccl.distributed import all_reduce_mean, barrier, cleanup, init_distributed, local_device
-from stccl.io import StcclError, resolve_device, seed_everything
-from stccl.runs import RunDir, check_finite, set_rng_state
-from stccl.spfem import DiscriminatorConfig, Generator, GeneratorConfig, PatchDiscriminator, random_other_emotion
+from stccl.io import StcclError, resolve_device, seed_everything, to_json
+from stccl.runs import RunDir, check_finite, load_checkpoint, set_rng_state
+from stccl.spfem.aux_nets import load_aux_nets
+from stccl.spfem.config import RENAMED_KEYS, SpfemConfig, load_spfem_config
+from stccl.spfem.generator import Generator, PatchDiscriminator, random_other_emotion
 
 StcclTerm = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict]"]
-
-
-@dataclass(frozen=True)
-class SpfemConfig:
-    name: str = "baseline"              # variant label; `stccl compare` groups runs (seeds) by it
-    data_root: str = "data/synth_tiny"
-    test_actors: tuple[str, ...] | None = None   # default: the data's meta.json test actors
-    val_actors: tuple[str, ...] = ()    # train identities held out for tuning (`evaluate --split val`)
-    size: int = 64
-    T: int = 4
-    batch_size: int = 4
-    steps: int = 600
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    source_emotions: tuple[str, ...] = EMOTIONS
-    p_reference: float = 0.2            # share of targets given as a reference clip instead of a label
-    lambda_adv: float = 1.0
-    lambda_cls: float = 1.0
-    lambda_rec: float = 10.0
-    lambda_cyc: float = 10.0
-    lambda_id: float = 2.0
-    # Jitter (random shift of up to cls_shift px, noise of std cls_noise) applied to generated frames
-    # before the training emotion classifier: a perturbation that only fools C_train at one exact pixel
-    # grid does not survive it, so the generator has to change the face itself (0, 0: off).
-    cls_shift: int = 2
-    cls_noise: float = 0.02
-    # STCCL (off for the baseline)
-    stccl: bool = False
-    stccl_checkpoint: str | None = None
-    stccl_variant: Literal["vd", "cm"] = "vd"
-    lambda_S: float = 1.0
-    lambda_T: float = 1.0
-    lambda_stccl: float = 1.0           # overall weight of lambda_S SCC + lambda_T TCC in L_G
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    aux: AuxConfig = field(default_factory=AuxConfig)
-    seed: int = 0
-    device: str = "auto"
-    log_every: int = 10
-    ckpt_every: int = 200
-    threads: int = 0                    # torch CPU threads (0: leave torch's default)
-
-
-def load_spfem_config(path: str | Path | None, overrides: dict | None = None) -> SpfemConfig:
-    cfg = load_config(SpfemConfig, path, overrides)
-    if cfg.stccl and not cfg.stccl_checkpoint:
-        raise StcclError(f"{path}: stccl is true but stccl_checkpoint is empty; point it at a metric checkpoint "
-                         f"(reports/runs/<metric run>/ckpt_last.pt from `stccl train-metric`)")
-    if cfg.size != cfg.aux.size:
-        raise StcclError(f"{path}: size ({cfg.size}) and aux.size ({cfg.aux.size}) must match")
-    if not 0.0 <= cfg.p_reference <= 1.0:
-        raise StcclError(f"{path}: p_reference must lie in [0, 1], got {cfg.p_reference}")
-    return cfg
 
 
 def build_stccl_term(cfg: SpfemConfig, device: torch.device) -> StcclTerm | None:
     """The frozen STCCL loss as a callable (input_clip, generated_clip) -> (scalar, parts), or None."""
     if not cfg.stccl:
         return None
-    try:
-        from stccl.losses import STCCLLoss
-    except ModuleNotFoundError as exc:
-        raise StcclError(f"stccl.losses is not available ({exc}); set stccl: false or install the full kit") from None
     path = Path(cfg.stccl_checkpoint)
     if not path.is_file():
         raise StcclError(f"stccl_checkpoint not found: {path}; train one with "
                          f"`stccl train-metric --config params/metric_default.yaml --out ...`")
-    loss = STCCLLoss.from_checkpoint(path, variant=cfg.stccl_variant, lambda_S=cfg.lambda_S, lambda_T=cfg.lambda_T)
+    loss = STCCLLoss.from_checkpoint(path, variant=cfg.stccl_variant, lambda_S=cfg.stccl_lambda_S,
+                                     lambda_T=cfg.stccl_lambda_T)
     return loss.to(device)
 
 
@@ -197,11 +143,11 @@ class BatchSampler:
         self.dist = dist_info
         tests = resolve_test_actors(cfg.data_root, list(cfg.test_actors) if cfg.test_actors is not None else None)
         held_out = list(tests) + list(cfg.val_actors)
-        self.src = ClipWindowDataset(cfg.data_root, T=cfg.T, split="train", test_actors=held_out, size=cfg.size,
+        self.src = ClipWindowDataset(cfg.data_root, T=cfg.clip_frames, split="train", test_actors=held_out, size=cfg.size,
                                      emotions=cfg.source_emotions)
         self.ref = None
         if cfg.p_reference > 0:
-            self.ref = ClipWindowDataset(cfg.data_root, T=cfg.T, split="train", test_actors=held_out, size=cfg.size)
+            self.ref = ClipWindowDataset(cfg.data_root, T=cfg.clip_frames, split="train", test_actors=held_out, size=cfg.size)
             # window -> (emotion, actor) of its clip, to draw a reference of the target emotion from someone else
             clip_emotion = np.array([EMOTIONS.index(c[1]) for c in self.ref.clips])
             clip_actor = np.array([c[0] for c in self.ref.clips])
@@ -341,12 +287,10 @@ def _sync_grads(module: nn.Module, dist_info) -> None:
 
 def load_generator(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[Generator, SpfemConfig]:
     """The trained generator of a run folder (eval mode) and its config."""
-    from stccl.config import from_dict
-    from stccl.runs import load_checkpoint
-
     run_dir = Path(run_dir)
     ckpt = load_checkpoint(run_dir / "ckpt_last.pt", map_location=device)
-    cfg_dict = {k: v for k, v in ckpt["config"].items() if k != "kind"}
+    # runs saved before the keys were renamed load too
+    cfg_dict = {RENAMED_KEYS.get(k, k): v for k, v in ckpt["config"].items() if k != "kind"}
     if ckpt["config"].get("kind") != "spfem":
         raise StcclError(f"{run_dir}/ckpt_last.pt is not an SPFEM run (kind {ckpt['config'].get('kind')!r}); "
                          f"pass a folder written by `stccl train-spfem`")
@@ -368,9 +312,6 @@ def _cmd_train(args) -> int:
     cfg = load_spfem_config(args.config, overrides)
     out = args.out or f"reports/runs/{Path(args.config).stem}_s{cfg.seed}"
     if args.dry_run:
-        from stccl.config import to_dict
-        from stccl.io import to_json
-
         print(to_json({"out": out, "config": to_dict(cfg)}))
         return 0
     path = train_spfem(cfg, out, resume=args.resume, progress=not args.no_progress, stop_at_step=args.stop_at_step)

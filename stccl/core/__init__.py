@@ -1,0 +1,1 @@
+"""The method: backbone, metric network, correlation features, STCCL loss, metric training, diagnostic."""

@@ -1,0 +1,1 @@
+"""The reproduction: params and paths, notebook steps, ablation grid, papermill runner, report."""

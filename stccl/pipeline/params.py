@@ -1,0 +1,188 @@
+"""The reproduction's params file (one YAML per reproduction) and the paths its outputs go to.
+
+    params, paths = load_params("params/smoke.yaml")          # the runner
+    params, paths = notebook_context(params_file, ...)         # a notebook, with its papermill parameters
+
+Every output of one params file lies under `reports/runs/<stem>/` (executed
+notebooks, data, runs) and `reports/<stem>/` (the committed report); `Paths`
+is the one place that says where.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from stccl.config import from_dict, load_yaml, replace
+from stccl.io import StcclError, atomic_write_json, read_json
+from stccl.spfem.evaluate import EvalOptions
+
+NOTEBOOKS = (
+    "01_data_prep",
+    "02_correlation_analysis",
+    "03_train_metric",
+    "04_train_spfem",
+    "05_ablations",
+    "06_figures_and_report",
+)
+VARIANTS = ("baseline", "vd", "cm")
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    """Overrides of the `stccl synth` preset (None: the preset's value)."""
+
+    identities: int | None = None
+    sentences: int | None = None
+    size: int | None = None
+    workers: int | None = None
+
+
+@dataclass(frozen=True)
+class AblationRun:
+    """One grid point: overrides of the metric config (non-empty -> the metric is retrained) and of SPFEM."""
+
+    name: str
+    factor: str                 # the factor varied (row group of the table), e.g. "tau"
+    level: str                  # its value as shown in the table, e.g. "0.05"
+    metric: dict = field(default_factory=dict)
+    spfem: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AblationParams:
+    metric_steps: int = 3       # steps of each metric retrain
+    spfem_steps: int = 3        # steps of each SPFEM run
+    seed: int = 0
+    runs: tuple[AblationRun, ...] = ()
+    publish_dir: str | None = None   # also write ablations.csv/.md + figure here (default.yaml: reports)
+
+
+@dataclass(frozen=True)
+class ReproduceParams:
+    preset: str = "tiny"                       # stccl synth preset
+    data_root: str | None = None               # default: reports/runs/<stem>/data (rendered there)
+    seeds: tuple[int, ...] = (0,)              # SPFEM seeds of the main comparison
+    device: str = "auto"
+    threads: int = 0                           # torch CPU threads in the notebooks (0: torch's default)
+    jobs: int = 1                              # training runs at once, each its own process (cores / threads)
+    synth: SynthParams = field(default_factory=SynthParams)
+    metric_config: str = "params/metric_tiny.yaml"
+    metric_steps: int | None = None            # override the metric config's steps
+    metric_set: dict = field(default_factory=dict)   # more metric config overrides
+    spfem_config: str = "params/spfem_tiny.yaml"
+    spfem_steps: int | None = None
+    spfem_set: dict = field(default_factory=dict)
+    variants: tuple[str, ...] = VARIANTS       # baseline, +STCCL (VD), +STCCL (CM)
+    eval: EvalOptions = field(default_factory=EvalOptions)   # how every SPFEM run is evaluated
+    diagnose_split: str = "test"
+    diagnose_batches: int = 20                 # batches of windows averaged by the diagnostic
+    frames_to_show: int = 6                    # frames per row in the side-by-side figure
+    ablation: AblationParams = field(default_factory=AblationParams)
+    notebooks: tuple[str, ...] = NOTEBOOKS
+    report_dir: str | None = None              # default: reports/<stem>
+    run_dir: str | None = None                 # default: reports/runs/<stem>
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where every output of one params file goes (all relative to the project root)."""
+
+    stem: str
+    params_file: Path
+    run_dir: Path          # reports/runs/<stem>: executed notebooks, data, runs (not committed)
+    report_dir: Path       # reports/<stem>: REPORT.md, figures, tables (committed)
+    data_root: Path
+
+    @property
+    def metric_run(self) -> Path:
+        return self.run_dir / "metric"
+
+    def spfem_run(self, variant: str, seed: int) -> Path:
+        return self.run_dir / f"spfem_{variant}_s{seed}"
+
+    @property
+    def ablation_dir(self) -> Path:
+        return self.run_dir / "ablations"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.run_dir / "outputs"
+
+    @property
+    def status_dir(self) -> Path:
+        return self.run_dir / ".status"
+
+
+def load_params(path: str | os.PathLike) -> tuple[ReproduceParams, Paths]:
+    """Validated params and the output paths they imply."""
+    path = Path(path)
+    params = from_dict(ReproduceParams, load_yaml(path), where=str(path))
+    allowed = set(NOTEBOOKS)
+    unknown = [n for n in params.notebooks if n not in allowed]
+    if unknown:
+        raise StcclError(f"{path}: key 'notebooks': unknown notebook(s) {unknown}; known: {list(NOTEBOOKS)}")
+    bad = [v for v in params.variants if v not in VARIANTS]
+    if bad:
+        raise StcclError(f"{path}: key 'variants': unknown variant(s) {bad}; known: {list(VARIANTS)}")
+    names = [r.name for r in params.ablation.runs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise StcclError(f"{path}: key 'ablation.runs': duplicate run name(s) {dup}; give every run its own name")
+    if not params.seeds:
+        raise StcclError(f"{path}: key 'seeds': give at least one seed")
+    if params.jobs < 1:
+        raise StcclError(f"{path}: key 'jobs': must be >= 1, got {params.jobs}")
+    stem = path.stem
+    run_dir = Path(params.run_dir) if params.run_dir else Path("reports/runs") / stem
+    report_dir = Path(params.report_dir) if params.report_dir else Path("reports") / stem
+    data_root = Path(params.data_root) if params.data_root else run_dir / "data"
+    return params, Paths(stem, path, run_dir, report_dir, data_root)
+
+
+def notebook_context(params_file: str, data_root: str | None = None, preset: str | None = None,
+                     device: str | None = None, seeds: Sequence[int] | None = None,
+                     run_name: str | None = None) -> tuple[ReproduceParams, Paths]:
+    """Params and paths for a notebook, with its papermill parameters applied on top of the params file."""
+    params, paths = load_params(params_file)
+    changes: dict[str, Any] = {}
+    if data_root:
+        changes["data_root"] = str(data_root)
+    if preset:
+        changes["preset"] = preset
+    if device:
+        changes["device"] = device
+    if seeds:
+        changes["seeds"] = [int(s) for s in seeds]
+    if changes:
+        params = replace(params, **changes)
+    if run_name and run_name != paths.stem:
+        paths = Paths(run_name, paths.params_file,
+                      Path(params.run_dir) if params.run_dir else Path("reports/runs") / run_name,
+                      Path(params.report_dir) if params.report_dir else Path("reports") / run_name,
+                      Path("reports/runs") / run_name / "data")
+    if params.data_root:
+        paths = Paths(paths.stem, paths.params_file, paths.run_dir, paths.report_dir, Path(params.data_root))
+    if params.threads:
+        torch.set_num_threads(params.threads)
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    return params, paths
+
+
+def record_outputs(paths: Paths, notebook: str, files: dict[str, str | os.PathLike],
+                   values: dict[str, Any] | None = None) -> Path:
+    """Called at the end of a notebook: the files it made (checked by the skip logic) and headline values."""
+    missing = [f"{k}: {v}" for k, v in files.items() if not Path(v).exists()]
+    if missing:
+        raise StcclError(f"notebook {notebook}: declared output(s) missing: {missing}")
+    return atomic_write_json(paths.outputs_dir / f"{notebook}.json",
+                             {"notebook": notebook, "files": {k: str(v) for k, v in files.items()},
+                              "values": values or {}})
+
+
+def read_outputs(paths: Paths, notebook: str) -> dict:
+    return read_json(paths.outputs_dir / f"{notebook}.json", f"recorded outputs of notebook {notebook}")

@@ -1,0 +1,1 @@
+"""Real videos: video I/O, dlib face tools, MEAD-style preparation, SyncNet, published-clip evaluation."""
