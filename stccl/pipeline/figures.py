@@ -22,6 +22,7 @@ from PIL import Image
 
 from stccl.data.mead import MeadLayout, load_alignment, parse_pair, resolve_test_actors, summarise_pairs
 from stccl.data.synth import load_ground_truth, true_frame_map
+from stccl.core.diagnose import diagnostic_rows
 from stccl.io import StcclError, atomic_path, atomic_write_csv, atomic_write_text, read_json, read_jsonl
 from stccl.spfem.evaluate import SUMMARY_METRICS, compare_runs, to_markdown
 
@@ -200,6 +201,72 @@ def _variants(diag: dict) -> dict:
     if "variants" in diag and isinstance(diag["variants"], dict):
         diag = diag["variants"]
     return {k: v for k, v in diag.items() if isinstance(v, dict) and "spatial_pos" in v}
+
+
+# The paper's figure for each measure (SPEC 3.4): before learning it reports per-region similarities
+# (corresponding 0.48 / 0.52, non-corresponding 0.02 / 0.01); after learning, the official code's logged
+# similarity (0.96 / 0.98; its logs: negatives about 0.01). No mismatched-pair control is reported.
+PAPER_CONTROLS = {
+    ("per_query", "before", "spatial"): {"pos": 0.48, "neg": 0.02},
+    ("per_query", "before", "temporal"): {"pos": 0.52, "neg": 0.01},
+    ("official", "after", "spatial"): {"pos": 0.96, "neg": 0.01},
+    ("official", "after", "temporal"): {"pos": 0.98, "neg": 0.01},
+}
+CONTROL_BARS = (("pos", "matched pair"), ("pos_mismatched", "mismatched pair (control)"), ("neg", "other index"))
+
+
+def control_table(before: dict, after: dict) -> pd.DataFrame:
+    """Rows (measure, variant, kind, when) with pos / pos_mismatched / neg / gap and their SDs over seeds,
+    plus the paper's number where the paper reports one for that measure and moment (else NaN)."""
+    rows = []
+    for when, diag in (("before", before), ("after", after)):
+        for row in diagnostic_rows(diag, when=when):
+            paper = PAPER_CONTROLS.get((row["measure"], when, row["kind"]), {})
+            rows.append({**row, "paper_pos": paper.get("pos", np.nan), "paper_neg": paper.get("neg", np.nan)})
+    if not rows:
+        raise StcclError("diagnose outputs carry no per_query / official entries; re-run `stccl diagnose`")
+    return pd.DataFrame(rows)
+
+
+def control_figure(table: pd.DataFrame, gap_target: float = 0.3):
+    """Matched, mismatched-pair and other-index similarity before/after training, with SD error bars over seeds.
+
+    One row of panels per measure, one panel per (variant, kind); a dashed line marks the paper's number where
+    it reports one, and the title gives gap = matched - mismatched after training against `gap_target`.
+    """
+    measures = list(dict.fromkeys(table["measure"]))
+    cols = list(dict.fromkeys(zip(table["variant"], table["kind"])))
+    fig, axes = plt.subplots(len(measures), len(cols), figsize=(3.0 * len(cols), 2.9 * len(measures)),
+                             squeeze=False, sharey=True)
+    for i, measure in enumerate(measures):
+        for j, (variant, kind) in enumerate(cols):
+            ax = axes[i, j]
+            t = table[(table.measure == measure) & (table.variant == variant) & (table.kind == kind)].set_index("when")
+            x = np.arange(len(CONTROL_BARS))
+            for k, when in enumerate(("before", "after")):
+                if when not in t.index:
+                    continue
+                r = t.loc[when]
+                ax.bar(x + (k - 0.5) * 0.38, [r[n] for n, _ in CONTROL_BARS], width=0.36,
+                       yerr=[r[f"{n}_sd"] for n, _ in CONTROL_BARS], capsize=2, color=f"C{k}",
+                       alpha=0.55 if when == "before" else 1.0, label=f"{when} training")
+                for n, xo in (("pos", 0), ("neg", 2)):
+                    paper = r[f"paper_{n}"]
+                    if np.isfinite(paper):
+                        ax.plot([xo + (k - 0.5) * 0.38 - 0.18, xo + (k - 0.5) * 0.38 + 0.18], [paper, paper],
+                                "k--", lw=1.2, label="paper" if n == "pos" else None)
+            ax.axhline(0, color="k", lw=0.5)
+            ax.set_xticks(x, ["matched", "mismatched", "other idx"], fontsize=8)
+            gap = t.loc["after", "gap"] if "after" in t.index else np.nan
+            ax.set_title(f"{measure.replace('_', '-')}: {variant.upper()} {kind}\ngap after {gap:.2f} "
+                         f"(target >= {gap_target})", fontsize=9)
+            if j == 0:
+                ax.set_ylabel("cosine similarity (mean ± SD over seeds)", fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    fig.legend(uniq.values(), uniq.keys(), loc="lower center", ncol=len(uniq), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
 
 
 def pos_neg_figure(table: pd.DataFrame):
