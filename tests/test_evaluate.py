@@ -93,7 +93,7 @@ def test_emotion_accuracy_high_on_the_truth_and_low_on_a_neutral_copy(micro, net
     the check runs on a train identity whose own recorded clips the classifier gets right (counted here
     with a plain argmax): what is tested is score_clip's accounting, not the classifier.
     """
-    from stccl.aux_nets import batched
+    from stccl.spfem.aux_nets import batched
 
     layout = MeadLayout(micro)
     tests = json.loads((micro / "meta.json").read_text())["test_actors"]
