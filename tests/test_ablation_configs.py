@@ -1,30 +1,36 @@
-"""Every grid point of the default params reaches the configs of the runs it trains (dry run, no training).
+"""Every grid point of the default params reaches the configs of the runs it trains (no training).
 
-`stccl.reproduce.ablation_run` is driven as notebook 05 drives it; its `stccl train-metric` /
-`train-spfem` commands run with `--dry-run` (the trainers' own config resolution, nothing trained) and its
-evaluation is a stub. The resolved configs are then compared with what each grid point asks for.
+`stccl.pipeline.ablation.run_ablation_batch` is driven as notebook 05 drives it (with `jobs: 1`, so every
+call stays in this process). The pipeline builds the typed configs itself (`steps.metric_config`,
+`steps.spfem_config`); the functions that would train on them (`steps.run_metric`, `steps.run_spfem`) record
+the config and folder instead, and the evaluation is a stub. The recorded configs are then compared with what
+each grid point asks for, and the rows with the configs that were actually handed to the trainers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from stccl import reproduce
-from stccl.cli import main as cli_main
-from stccl.config import merge_overrides
+from stccl.config import replace
+from stccl.pipeline import ablation, steps
+from stccl.pipeline.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PARAMS = ROOT / "params" / "default.yaml"
+STUB_SCORE = 0.123
+# SPFEM keys that legitimately differ between the variants of the grid (everything else must match the default)
+SPFEM_VARIANT_KEYS = {"name", "stccl", "stccl_variant", "stccl_checkpoint"}
 
 
-def _get(cfg: dict, dotted: str):
+def _get(obj, dotted: str):
     for part in dotted.split("."):
-        cfg = cfg[part]
-    return cfg
+        obj = getattr(obj, part)
+    return obj
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -37,110 +43,157 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-@pytest.fixture()
-def resolved(tmp_path, monkeypatch):
-    """{grid point name: {"metric": resolved config or None, "metric_run": folder, "spfem": ..., "row": ...}}."""
+def _flat(cfg) -> dict:
+    return _flatten(dataclasses.asdict(cfg))
+
+
+@pytest.fixture(scope="module")
+def resolved(tmp_path_factory):
+    """(params, {grid point: {"run", "row", "metric" cfg or None, "metric_run", "spfem" cfg}}, metric trainings)."""
+    tmp = tmp_path_factory.mktemp("ablation")
     data = yaml.safe_load(DEFAULT_PARAMS.read_text())
-    data.update(run_dir=str(tmp_path / "runs"), report_dir=str(tmp_path / "report"), data_root=str(tmp_path / "data"),
+    data.update(run_dir=str(tmp / "runs"), report_dir=str(tmp / "report"), data_root=str(tmp / "data"),
                 metric_config=str(ROOT / data["metric_config"]), spfem_config=str(ROOT / data["spfem_config"]))
-    params_file = tmp_path / "default.yaml"
+    params_file = tmp / "default.yaml"
     params_file.write_text(yaml.safe_dump(data))
-    params, paths = reproduce.load_params(params_file)
+    params, paths = load_params(params_file)
+    params = replace(params, jobs=1)  # parallel_map then calls in this process, where the stubs are
 
-    seen: dict[str, dict] = {}
+    metric_calls: list[tuple[str, object]] = []
+    spfem_calls: dict[str, object] = {}
 
-    def fake_run_cli(argv, capture=False):
-        argv = [str(a) for a in argv]
-        out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
-        if argv[0] in ("train-metric", "train-spfem"):
-            import contextlib
-            import io
+    def fake_run_metric(cfg, run, force=False):
+        metric_calls.append((str(run), cfg))
+        return run
 
-            buf = io.StringIO()
-            with contextlib.redirect_stdout(buf):
-                assert cli_main([*argv, "--dry-run"]) == 0
-            seen[str(out)] = {"kind": argv[0], "config": json.loads(buf.getvalue().strip().splitlines()[-1])["config"]}
-            return ""
-        if argv[0] == "evaluate":
-            run = Path(argv[argv.index("--run") + 1])
-            run.mkdir(parents=True, exist_ok=True)
-            (run / "eval.json").write_text(json.dumps({"summary": {"mouth_l1": 0.1}}))
-            return ""
-        raise AssertionError(f"unexpected command {argv}")
+    def fake_run_spfem(cfg, run, force=False):
+        assert str(run) not in spfem_calls, f"SPFEM run {run} trained twice"
+        spfem_calls[str(run)] = cfg
+        return run
 
-    monkeypatch.setattr(reproduce, "run_cli", fake_run_cli)
+    def fake_evaluate(params_, run, force=False):
+        return {"summary": {"mouth_l1": STUB_SCORE}}
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(steps, "run_metric", fake_run_metric)
+    mp.setattr(steps, "run_spfem", fake_run_spfem)
+    mp.setattr(ablation, "evaluate_run", fake_evaluate)
+    try:
+        rows = ablation.run_ablation_batch(params, paths)
+    finally:
+        mp.undo()
+
+    metric_by_dir: dict[str, list] = {}
+    for run_dir, cfg in metric_calls:
+        metric_by_dir.setdefault(run_dir, []).append(cfg)
     points = {}
-    for run in params.ablation.runs:
-        row = reproduce.ablation_run(params, paths, run)
+    for run, row in zip(params.ablation.runs, rows):
         spfem_dir = paths.ablation_dir / run.name / "spfem"
         metric_dir = row["metric_run"]
-        points[run.name] = {"run": run, "row": row, "spfem": seen[str(spfem_dir)]["config"],
-                            "metric_run": metric_dir, "metric": seen[metric_dir]["config"] if metric_dir else None}
-    return params, points
+        points[run.name] = {"run": run, "row": row, "row_file": paths.ablation_dir / run.name / "row.json", "spfem": spfem_calls[str(spfem_dir)], "metric_run": metric_dir,
+                            "metric": metric_by_dir[metric_dir][-1] if metric_dir else None}
+    return params, points, metric_by_dir
 
 
 def test_default_grid_covers_the_factors_of_the_issue():
-    params, _ = reproduce.load_params(DEFAULT_PARAMS)
+    params, _ = load_params(DEFAULT_PARAMS)
     keys = {k for r in params.ablation.runs for k in [*r.metric, *r.spfem]}
-    assert {"loss.tau", "loss.adaptive", "T", "variant"} <= keys
+    assert {"loss.tau", "loss.adaptive", "loss.lambda_T", "loss.use_spatial", "loss.use_temporal", "T",
+            "variant"} <= keys
+    assert {r.spfem.get("variant", "vd") for r in params.ablation.runs} == {"baseline", "vd", "cm"}
 
 
 def test_every_grid_point_reaches_its_metric_and_spfem_configs(resolved):
-    params, points = resolved
+    params, points, metric_by_dir = resolved
     a = params.ablation
-    default_metric = _flatten(points["default"]["metric"])
-    metric_dirs = {}
+    default_metric = _flat(points["default"]["metric"])
+    default_spfem = _flat(points["default"]["spfem"])
+    metric_dirs: dict[str, set] = {}
     for name, p in points.items():
-        run = p["run"]
-        spfem = p["spfem"]
+        run, spfem = p["run"], p["spfem"]
         variant = run.spfem.get("variant", "vd")
-        # SPFEM: the variant, the STCCL switch, the batch's steps and seed, the point's other SPFEM settings
-        assert spfem["stccl"] is (variant != "baseline"), name
-        assert spfem["steps"] == a.spfem_steps and spfem["seed"] == a.seed, name
+        # SPFEM: the variant, the STCCL switch, the grid's steps and seed, the point's other SPFEM settings
+        assert spfem.name == variant and spfem.stccl is (variant != "baseline"), name
+        assert spfem.steps == a.spfem_steps and spfem.seed == a.seed, name
         for key, val in run.spfem.items():
             if key != "variant":
                 assert _get(spfem, key) == val, (name, key)
+        # ... and nothing else differs from the default point's SPFEM config
+        flat = _flat(spfem)
+        changed = {k for k in flat if flat[k] != default_spfem[k]} - SPFEM_VARIANT_KEYS
+        assert changed == set(run.spfem) - {"variant"}, (name, changed)
         if variant == "baseline":
             assert p["metric"] is None, name  # no metric network is trained for the baseline point
             continue
-        assert spfem["stccl_variant"] == variant, name
+        assert spfem.stccl_variant == variant, name
         # the SPFEM loss comes from the checkpoint of the metric run trained for this point
-        assert spfem["stccl_checkpoint"] == str(Path(p["metric_run"]) / "ckpt_last.pt"), name
-        metric = _flatten(p["metric"])
-        assert metric["max_steps"] == a.metric_steps, name
-        # the point's metric settings are in its metric config ...
+        assert spfem.stccl_checkpoint == str(Path(p["metric_run"]) / "ckpt_last.pt"), name
+        metric = p["metric"]
+        assert metric.max_steps == a.metric_steps, name
+        # every training of this metric folder got the same config (shared retrains are not redone differently)
+        assert all(c == metric for c in metric_by_dir[p["metric_run"]]), name
+        # the point's metric settings are in the typed config the trainer gets (not a stray top-level key) ...
         for key, val in run.metric.items():
-            assert metric[key] == val, (name, key)
+            assert _get(metric, key) == val, (name, key)
         # ... and nothing else differs from the default point's metric config
-        changed = {k for k in metric if metric[k] != default_metric[k]}
+        flat = _flat(metric)
+        changed = {k for k in flat if flat[k] != default_metric[k]}
         assert changed == set(run.metric), (name, changed)
         metric_dirs.setdefault(json.dumps(run.metric, sort_keys=True), set()).add(p["metric_run"])
     # points with the same metric settings share one retrain; different settings never do
-    assert all(len(d) == 1 for d in metric_dirs.values())
+    assert all(len(d) == 1 for d in metric_dirs.values()), metric_dirs
     assert len({next(iter(d)) for d in metric_dirs.values()}) == len(metric_dirs)
+    # and no metric run is trained that no grid point uses
+    assert set(metric_by_dir) == {next(iter(d)) for d in metric_dirs.values()}
+    # the grid really shares: the "cm" point (an SPFEM-only factor) uses the default point's metric retrain
+    assert points["cm"]["metric_run"] == points["default"]["metric_run"]
 
 
-def test_the_row_records_the_point(resolved):
-    _, points = resolved
+def test_the_named_factors_reach_the_trainers(resolved):
+    """The factors of the issue, spelled out (the generic check above follows whatever the yaml says)."""
+    _, points, _ = resolved
+    d = points["default"]["metric"]
+    m = {n: p["metric"] for n, p in points.items()}
+    assert m["tau_0.05"].loss.tau == 0.05 and m["tau_0.1"].loss.tau == 0.1 and d.loss.tau not in (0.05, 0.1)
+    assert m["T_3"].T == 3 and m["T_7"].T == 7 and d.T not in (3, 7)
+    assert m["lambdaT_1"].loss.lambda_T == 1.0 and d.loss.lambda_T != 1.0
+    assert m["no_adaptive"].loss.adaptive is False and d.loss.adaptive is True
+    assert (m["spatial_only"].loss.use_spatial, m["spatial_only"].loss.use_temporal) == (True, False)
+    assert (m["temporal_only"].loss.use_spatial, m["temporal_only"].loss.use_temporal) == (False, True)
+    assert d.loss.use_spatial and d.loss.use_temporal
+    assert points["cm"]["spfem"].stccl_variant == "cm" and points["default"]["spfem"].stccl_variant == "vd"
+    assert points["no_stccl"]["spfem"].stccl is False
+
+
+def test_the_row_records_the_point_and_the_settings_both_stages_used(resolved):
+    params, points, _ = resolved
+    a = params.ablation
     for name, p in points.items():
-        run, row = p["run"], p["row"]
+        run, row, spfem, metric = p["run"], p["row"], p["spfem"], p["metric"]
         assert (row["run"], row["factor"], row["level"]) == (name, run.factor, run.level)
         assert json.loads(row["metric_overrides"]) == run.metric
         assert json.loads(row["spfem_overrides"]) == run.spfem
         assert row["variant"] == run.spfem.get("variant", "vd")
-
-
-def test_the_metric_overrides_reach_the_trainers_options(resolved):
-    """The dotted keys land in the loss options the trainer builds (not a stray top-level key)."""
-    from stccl.core.train_metric import load_metric_config
-
-    _, points = resolved
-    for name, p in points.items():
-        if p["metric"] is None:
+        assert (row["metric_steps"], row["spfem_steps"]) == (a.metric_steps, a.spfem_steps)
+        assert row["mouth_l1"] == STUB_SCORE  # the evaluation's scores are in the row
+        # what the SPFEM trainer was given
+        assert row["spfem_clip_frames"] == spfem.clip_frames, name
+        if metric is None:
+            assert row["metric_run"] == "", name
+            for key in ("metric_T", "metric_lambda_T", "metric_tau", "metric_terms", "metric_adaptive",
+                        "spfem_stccl_lambda_S", "spfem_stccl_lambda_T", "spfem_lambda_stccl"):
+                assert row[key] == "", (name, key)
             continue
-        cfg = load_metric_config(None, merge_overrides({}, _flatten(p["metric"])))
-        for key, val in p["run"].metric.items():
-            obj = cfg
-            for part in key.split("."):
-                obj = getattr(obj, part)
-            assert obj == val, (name, key)
+        assert (row["spfem_stccl_lambda_S"], row["spfem_stccl_lambda_T"], row["spfem_lambda_stccl"]) == \
+            (spfem.stccl_lambda_S, spfem.stccl_lambda_T, spfem.lambda_stccl), name
+        # what the metric trainer was given
+        terms = "+".join(t for t, on in (("S", metric.loss.use_spatial), ("T", metric.loss.use_temporal)) if on)
+        assert (row["metric_T"], row["metric_lambda_T"], row["metric_tau"], row["metric_terms"],
+                row["metric_adaptive"]) == (metric.T, metric.loss.lambda_T, metric.loss.tau, terms,
+                                            metric.loss.adaptive), name
+    assert points["spatial_only"]["row"]["metric_terms"] == "S"
+    assert points["temporal_only"]["row"]["metric_terms"] == "T"
+    assert points["default"]["row"]["metric_terms"] == "S+T"
+    # the row file on disk is the returned row
+    for name, p in points.items():
+        assert json.loads(p["row_file"].read_text()) == json.loads(json.dumps(p["row"])), name

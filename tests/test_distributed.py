@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from trainer_configs import COMMANDS, cli_args, records
 
+from stccl.core.train_metric import INIT_CKPT_NAME
 from stccl.runs import CKPT_NAME, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +30,10 @@ def test_two_gloo_processes_write_one_run_folder(kind, micro_root, tmp_path):
     out = tmp_path / "run"
     proc = _torchrun(cli_args(kind, config, out))
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-6000:]}"
-    # rank 0 alone wrote: one config, one log with each step once, one checkpoint, no temp files
-    assert sorted(p.name for p in out.iterdir()) == sorted(["config.json", "metrics.jsonl", CKPT_NAME])
+    # rank 0 alone wrote: one config, one log with each step once, one checkpoint (and the metric run its
+    # initial weights), no temp files
+    expected = ["config.json", "metrics.jsonl", CKPT_NAME, *([INIT_CKPT_NAME] if kind == "metric" else [])]
+    assert sorted(p.name for p in out.iterdir()) == sorted(expected)
     assert json.loads((out / "config.json").read_text())["kind"] == kind
     assert [r["step"] for r in records(out)] == [1, 2, 3, 4]
     ckpt = load_checkpoint(out / CKPT_NAME)

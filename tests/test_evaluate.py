@@ -93,7 +93,7 @@ def test_emotion_accuracy_high_on_the_truth_and_low_on_a_neutral_copy(micro, net
     the check runs on a train identity whose own recorded clips the classifier gets right (counted here
     with a plain argmax): what is tested is score_clip's accounting, not the classifier.
     """
-    from stccl.aux_nets import batched
+    from stccl.spfem.aux_nets import batched
 
     layout = MeadLayout(micro)
     tests = json.loads((micro / "meta.json").read_text())["test_actors"]
@@ -135,7 +135,7 @@ def test_evaluate_outputs_computes_lpips_when_its_weights_are_given(micro, nets,
     torch.save(_stand_in_alexnet(), tmp_path / "alex.pth")
     monkeypatch.setenv("STCCL_LPIPS_WEIGHTS", str(tmp_path / "alex.pth"))
     monkeypatch.delenv("STCCL_LPIPS_LINEAR", raising=False)
-    monkeypatch.setattr("stccl.metrics._lpips_package_linear", lambda: None)
+    monkeypatch.setattr("stccl.spfem.scores._lpips_package_linear", lambda: None)
     opts = EvalOptions(target_emotions=("happy",), max_clips=1, lpips=True)
     res, _ = evaluate_outputs(baseline_output_fn("copy", micro, S), micro, S, opts, AUX, progress=False)
     lp = res["summary"]["lpips"]

@@ -116,7 +116,7 @@ def alex_file(tmp_path, monkeypatch):
     monkeypatch.setenv(LPIPS_WEIGHTS_ENV, str(path))
     monkeypatch.delenv(LPIPS_LINEAR_ENV, raising=False)
     # an installed `lpips` package would supply linear layers: hide it, so the test controls them
-    monkeypatch.setattr("stccl.metrics._lpips_package_linear", lambda: None)
+    monkeypatch.setattr("stccl.spfem.scores._lpips_package_linear", lambda: None)
     return path, state
 
 

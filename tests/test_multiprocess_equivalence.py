@@ -23,6 +23,7 @@ import pytest
 import torch
 from trainer_configs import cli_args, metric_yaml, records, spfem_yaml
 
+from stccl.core.train_metric import INIT_CKPT_NAME
 from stccl.runs import CKPT_NAME, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,13 +93,14 @@ def _reference_metric(config: Path, steps: int, world: int = 2, split_bn: bool =
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses, {k: v.detach().clone() for k, v in net.named_parameters()}
 
 
 def test_metric_ranks_hold_identical_weights(metric_runs):
     tmp, _ = metric_runs
-    for step in range(1, STEPS + 1):
+    # step 0: the initial weights (ckpt_init.pt), the same on both ranks before any averaging
+    for step in range(0, STEPS + 1):
         a = torch.load(tmp / "dump2" / f"rank0_step{step}.pt")
         b = torch.load(tmp / "dump2" / f"rank1_step{step}.pt")
         names = {k for k in a if "running_" not in k and "num_batches" not in k}  # parameters
@@ -107,12 +109,16 @@ def test_metric_ranks_hold_identical_weights(metric_runs):
     # the checkpoint rank 0 wrote holds the same weights
     ckpt = load_checkpoint(tmp / "run2" / CKPT_NAME)["model"]
     assert all(torch.equal(ckpt[k], a[k]) for k in names)
+    init = load_checkpoint(tmp / "run2" / INIT_CKPT_NAME)
+    start = torch.load(tmp / "dump2" / "rank0_step0.pt")
+    assert init["step"] == 0 and all(torch.equal(init["model"][k], start[k]) for k in names)
 
 
 def test_metric_two_ranks_equal_one_process_over_the_global_batch(metric_runs):
     tmp, config = metric_runs
     losses, weights = _reference_metric(config, STEPS)
     logged = [r["loss"] for r in records(tmp / "run2")]
+    assert len(logged) == STEPS
     assert logged[0] == pytest.approx(losses[0], rel=1e-5)  # step 1: same weights, same data, same positions
     assert logged == pytest.approx(losses, rel=1e-4)
     final = torch.load(tmp / "dump2" / f"rank0_step{STEPS}.pt")

@@ -7,8 +7,9 @@ import math
 import pandas as pd
 import pytest
 
-from stccl.pipeline.report import (TARGET_EMOTION_POINTS, TARGET_MOUTH_DROP_PCT, TARGET_NEG, TARGET_POS, _direction, pct_change,
-                          pos_neg_table, pos_neg_verdict, spfem_verdict)
+from stccl.pipeline.figures import pos_neg_table
+from stccl.pipeline.report import (TARGET_EMOTION_POINTS, TARGET_MOUTH_DROP_PCT, TARGET_NEG, TARGET_POS, _direction,
+                                   pct_change, pos_neg_verdict, spfem_verdict)
 
 
 # ---------------------------------------------------------------------------- percent change and direction
