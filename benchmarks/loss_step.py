@@ -15,6 +15,7 @@ gradient, the loss (or a trivial scalar), backward to the generated clip. Modes:
                    one switch of stccl.frozen.FastPath on, the others off
     fast           FastPath.fast(): fold + inference + channels last (fp32)
     fast_bf16      fast + amp bf16 (emulated, slow, on CPUs without native bf16)
+    fast_compile   fast + torch.compile of the folded backbone (the warm-up step compiles)
 
 Repetitions are interleaved (mode 1, mode 2, ..., mode 1, ...) so machine load hits all modes
 alike; times are medians and ratios are between medians of this one run. Memory: bytes of
@@ -52,6 +53,7 @@ SPEEDS = {
     "compile": FastPath(compile=True),
     "fast": FastPath.fast(),
     "fast_bf16": FastPath.fast(amp="bf16"),
+    "fast_compile": FastPath.fast(compile=True),
 }
 DEFAULT_MODES = "floor,floor_fast,plain,fold,inference,channels_last,fast"
 

@@ -7,6 +7,10 @@
     loss, parts = stccl(input_clip, generated_clip)   # clips (B, T, 3, H, W) in [0, 1]
     (g_loss + loss).backward()                        # gradients reach generated_clip only
 
+`speed=FastPath.fast()` (stccl.frozen) runs the frozen network with its batch norms folded,
+the input clip under inference mode and channels-last tensors: the same loss within fp32
+rounding, faster (README, "Speed"); `FastPath(amp="bf16")` autocasts the backbone.
+
 L = lambda_S * L_SCC + lambda_T * L_TCC, each the sum over stages of the
 (weighted) mean PatchNCE over queries, for the chosen variant(s).
 """
