@@ -18,7 +18,8 @@ gradient, the loss (or a trivial scalar), backward to the generated clip. Modes:
     fast_compile   fast + torch.compile of the folded backbone (the warm-up step compiles)
 
 Repetitions are interleaved (mode 1, mode 2, ..., mode 1, ...) so machine load hits all modes
-alike; times are medians and ratios are between medians of this one run. Memory: bytes of
+alike; times are medians and ratios are between medians of this one run, of wall time and
+of process CPU time. Memory: bytes of
 tensors saved for backward per mode, the process peak RSS, on CUDA max_memory_allocated.
 Prints one JSON line. Not part of the test suite.
 """
@@ -134,22 +135,25 @@ def main() -> int:
         if losses[m].speed.compile:
             compile_s[m] = round(time.perf_counter() - t0, 1)
     times = {m: [] for m in modes}
+    cpu = {m: [] for m in modes}
     cuda_peak = {}
     for _ in range(args.reps):
         for m in modes:
             if device.type == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             step(m)
             if device.type == "cuda":
                 torch.cuda.synchronize()
                 cuda_peak[m] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             times[m].append(time.perf_counter() - t0)
+            cpu[m].append(time.process_time() - c0)
     med = {m: statistics.median(v) for m, v in times.items()}
+    med_cpu = {m: statistics.median(v) for m, v in cpu.items()}
 
-    def ratios(base: str) -> dict:
-        return {m: round(med[m] / med[base], 3) for m in modes if m != base} if base in med else {}
+    def ratios(base: str, of: dict) -> dict:
+        return {m: round(of[m] / of[base], 3) for m in modes if m != base} if base in of else {}
 
     out = {
         "config": args.config, "arch": cfg.net.arch, "device": str(device), "threads": args.threads,
@@ -157,9 +161,15 @@ def main() -> int:
         "spatial_samples": list(cfg.loss.spatial_samples), "temporal_factor": cfg.loss.temporal_factor,
         "median_s": {m: round(v, 4) for m, v in med.items()},
         "min_s": {m: round(min(v), 4) for m, v in times.items()},
-        "ratio_vs_plain": ratios("plain"),
-        "ratio_vs_floor": ratios("floor"),
-        "ratio_vs_floor_fast": ratios("floor_fast"),
+        "ratio_vs_plain": ratios("plain", med),
+        "ratio_vs_floor": ratios("floor", med),
+        "ratio_vs_floor_fast": ratios("floor_fast", med),
+        # process CPU seconds: on a shared machine less disturbed by other jobs than wall time
+        # (with one thread; with more, threads waiting on a descheduled peer spin and count)
+        "median_cpu_s": {m: round(v, 4) for m, v in med_cpu.items()},
+        "cpu_ratio_vs_plain": ratios("plain", med_cpu),
+        "cpu_ratio_vs_floor": ratios("floor", med_cpu),
+        "cpu_ratio_vs_floor_fast": ratios("floor_fast", med_cpu),
         "saved_for_backward_mb": {m: round(saved_bytes(m) / 2**20, 1) for m in modes},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
