@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PARAMS ?= params/smoke.yaml
 
-.PHONY: setup reproduce test bench mutation clean-runs
+.PHONY: setup reproduce test bench bench-paper mutation clean-runs
 
 # Create the virtual environment and install the kit (CPU torch 2.13.0 first, so
 # nothing else can pull a multi-GB CUDA build).
@@ -27,5 +27,10 @@ test:
 mutation:
 	$(BIN)/python tests/mutation.py $(MUTATION_ARGS)
 
+# Plug-in loss step: today's path, each fast-path switch, the fast path, the backbone floors (one run,
+# interleaved). bench-paper: the reference configuration of issue 18 (~5 s a step on 2 idle cores).
 bench:
 	$(BIN)/python benchmarks/loss_step.py --config params/metric_tiny.yaml
+bench-paper:
+	$(BIN)/python benchmarks/loss_step.py --config params/paper.yaml --size 112 --batch 2 --threads 2 --reps 3
+	$(BIN)/python benchmarks/metric_step.py --config params/paper.yaml --batch 1 --steps 2 --threads 2

@@ -114,7 +114,7 @@ BUGS = (
         ("tests/test_spfem.py", "-k", "condition_changes"), "a plain ValueError instead of the kit's one-line error"),
     # ---- diagnostic controls and correlation values (issue 12)
     Bug("optimiser_never_steps", "stccl/core/train_metric.py",
-        "optimizer.step()", "None  # the optimiser step is skipped",
+        "scaler.step(optimizer)", "None  # the optimiser step is skipped",
         ("tests/test_learning.py", "-k", "spatial_terms"), "metric training computes gradients but never updates"),
     Bug("temporal_groups_mix_clips", "stccl/core/correlation.py",
         "seq_a = fa[:, s.temporal].unflatten(0, (-1, T))",

@@ -10,7 +10,7 @@ matching sets of L2-normalised vectors, index i of A matching index i of B:
     temporal VD  f_i(p) - f_j(p) for each frame pair i < j and position p  groups: clips
     temporal CM  row i of the T x T cosine-correlation matrix at position p groups: clips
 
-PatchNCE (stccl.losses) and the diagnostic (stccl.diagnose) compare vectors
+PatchNCE (stccl.core.losses) and the diagnostic (stccl.core.diagnose) compare vectors
 within a group. Positions are drawn once per call of `sample_positions` (once
 per batch) and shared by A and B and by every frame, as the method requires.
 Gathering uses index tensors; there is no Python loop over positions or pairs.

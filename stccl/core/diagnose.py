@@ -5,7 +5,7 @@
 
 For held-out (neutral window, emotional window) pairs, the query vectors of
 the emotional window (VD disparity vectors or CM correlation rows, see
-stccl.correlation) are compared with the keys of three windows:
+stccl.core.correlation) are compared with the keys of three windows:
 
 - matched: the aligned neutral window (the positive of training);
 - mismatched: a neutral window of the same actor that says something else (a

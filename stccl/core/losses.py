@@ -7,6 +7,10 @@
     loss, parts = stccl(input_clip, generated_clip)   # clips (B, T, 3, H, W) in [0, 1]
     (g_loss + loss).backward()                        # gradients reach generated_clip only
 
+`speed=FastPath.fast()` (stccl.core.frozen) runs the frozen network with its batch norms folded,
+the input clip under inference mode and channels-last tensors: the same loss within fp32
+rounding, faster (README, "Speed"); `FastPath(amp="bf16")` autocasts the backbone.
+
 L = lambda_S * L_SCC + lambda_T * L_TCC, each the sum over stages of the
 (weighted) mean PatchNCE over queries, for the chosen variant(s).
 """
@@ -18,12 +22,15 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
+import weakref
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from stccl.config import from_dict
 from stccl.core.correlation import StageSample, correlation_vectors, sample_positions
+from stccl.core.frozen import FastPath, FrozenIResNet, autocast_context
 from stccl.io import StcclError
 from stccl.core.metric_net import MetricNet, MetricNetConfig
 
@@ -144,12 +151,38 @@ def combine(terms: dict[str, torch.Tensor], lambda_S: float, lambda_T: float) ->
 class STCCLLoss(nn.Module):
     """Frozen metric network + STCCL loss on (input_clip, generated_clip), each (B, T, 3, H, W)."""
 
-    def __init__(self, net: MetricNet, options: STCCLOptions = STCCLOptions()):
+    def __init__(self, net: MetricNet, options: STCCLOptions = STCCLOptions(), speed: FastPath = FastPath()):
         super().__init__()
         self.net = net
         self.options = options
+        self.speed = speed
         self.net.requires_grad_(False)
         self.net.eval()
+        self.frozen: FrozenIResNet | None = None  # the folded backbone (speed.fold_bn), no state-dict entries
+        self.refold()
+        # the fold is a copy of the weights: take it again whenever new weights are loaded
+        ref = weakref.ref(self)
+        self.net.register_load_state_dict_post_hook(lambda *_: ref() is not None and ref().refold())
+
+    def refold(self) -> None:
+        """(Re)build the fast path's backbone from `self.net` (called on construction and on load_state_dict)."""
+        backbone: nn.Module = self.net.backbone
+        if self.speed.fold_bn:
+            self.frozen = FrozenIResNet(self.net.backbone.eval())
+            if self.speed.channels_last:
+                self.frozen.to_channels_last()
+            backbone = self.frozen
+        elif self.speed.channels_last:
+            self.net.backbone.to(memory_format=torch.channels_last)  # values unchanged, NHWC layout
+        # kept out of the module tree: a compiled wrapper would repeat the weights in the state dict
+        self.__dict__["_backbone"] = torch.compile(backbone) if self.speed.compile else backbone
+
+    def features(self, clip: torch.Tensor) -> list[torch.Tensor]:
+        # clip: (N, 3, H, W) -> [f_l: (N, C_l, H_l, W_l)] in float32, through the (fast) frozen backbone
+        x = clip.contiguous(memory_format=torch.channels_last) if self.speed.channels_last else clip
+        with autocast_context(self.speed.amp, clip.device):
+            feats = self._backbone(x)
+        return feats if self.speed.amp == "off" else [f.float() for f in feats]
 
     def train(self, mode: bool = True) -> "STCCLLoss":
         # The metric network stays in eval mode (fixed BN statistics) even inside a training generator.
@@ -158,8 +191,10 @@ class STCCLLoss(nn.Module):
         return self
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **overrides) -> "STCCLLoss":
-        """Load a `stccl train-metric` checkpoint; `overrides` set STCCLOptions fields (variant, lambda_S, ...)."""
+    def from_checkpoint(cls, path: str | Path, speed: FastPath = FastPath(), **overrides) -> "STCCLLoss":
+        """Load a `stccl train-metric` checkpoint; `overrides` set STCCLOptions fields (variant, lambda_S, ...).
+
+        `speed` switches the frozen fast path (stccl.core.frozen.FastPath; FastPath.fast() is the measured one)."""
         from stccl.runs import load_checkpoint
 
         ckpt = load_checkpoint(path)
@@ -170,7 +205,7 @@ class STCCLLoss(nn.Module):
             raise StcclError(f"STCCLLoss.from_checkpoint: unknown option(s) {unknown}; known: {sorted(known)}")
         data = {f.name: getattr(options, f.name) for f in fields(STCCLOptions)}
         data.update(overrides)
-        return cls(net, from_dict(STCCLOptions, data, where=f"{path} options"))
+        return cls(net, from_dict(STCCLOptions, data, where=f"{path} options"), speed)
 
     def forward(self, input_clip: torch.Tensor, generated_clip: torch.Tensor) -> tuple[torch.Tensor, dict]:
         # input_clip, generated_clip: (B, T, 3, H, W) in [0, 1]
@@ -178,9 +213,9 @@ class STCCLLoss(nn.Module):
             raise StcclError(f"STCCLLoss: expected two clips of the same shape (B, T, 3, H, W), got "
                              f"{tuple(input_clip.shape)} and {tuple(generated_clip.shape)}")
         T = input_clip.shape[1]
-        with torch.no_grad():
-            feats_b = self.net(input_clip.flatten(0, 1))  # [(B*T, C_l, H_l, W_l)]
-        feats_a = self.net(generated_clip.flatten(0, 1))
+        with torch.inference_mode() if self.speed.inference_mode else torch.no_grad():
+            feats_b = self.features(input_clip.flatten(0, 1))  # [(B*T, C_l, H_l, W_l)]
+        feats_a = self.features(generated_clip.flatten(0, 1))
         terms = stccl_terms(self.net, feats_a, feats_b, T, self.options)
         total = combine(terms, self.options.lambda_S, self.options.lambda_T)
         return total, {k: v.detach() for k, v in terms.items()}

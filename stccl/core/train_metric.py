@@ -17,7 +17,7 @@ The run folder (stccl.runs.RunDir) holds config.json, metrics.jsonl (one line
 per logged step), ckpt_init.pt (the initial weights) and ckpt_last.pt (weights +
 config + step + optimiser + RNG), written atomically. Each logged line has,
 per term, the loss value (adaptive weights normalised to mean 1 per group, see
-stccl.losses.patch_nce), `<term>_ce` (the unweighted cross-entropy) and
+stccl.core.losses.patch_nce), `<term>_ce` (the unweighted cross-entropy) and
 `<term>_chance` (sum over stages of log Q: the value of a metric that cannot
 tell its positive from its negatives). The data order is a function of (seed, epoch) and the RNG
 state is checkpointed, so `--resume` continues with exactly the batches and
@@ -33,6 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -42,6 +43,7 @@ from tqdm import tqdm
 from stccl.config import load_config, parse_sets
 from stccl.core.correlation import sample_positions
 from stccl.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, local_device, shard
+from stccl.core.frozen import autocast_context
 from stccl.io import StcclError, resolve_device, seed_everything, to_json
 from stccl.core.losses import STCCLOptions, combine, stccl_terms
 from stccl.core.metric_net import MetricNet, MetricNetConfig
@@ -72,6 +74,7 @@ class MetricTrainConfig:
     log_every: int = 10
     ckpt_every: int = 200
     threads: int = 0                            # torch CPU threads (0: leave torch's default)
+    amp: Literal["off", "bf16", "fp16"] = "off"  # autocast the backbone; fp16: CUDA only, with a GradScaler
 
     def alignment_file(self) -> Path:
         return Path(self.align_path) if self.align_path else Path(self.data_root) / "aligned_path.json"
@@ -90,17 +93,20 @@ def load_metric_config(path: str | Path | None, overrides: dict | None = None) -
 class MetricObjective(nn.Module):
     """The network plus the training loss in one module, so DDP sees every parameter in forward."""
 
-    def __init__(self, net: MetricNet, opts: STCCLOptions, symmetric: bool = False):
+    def __init__(self, net: MetricNet, opts: STCCLOptions, symmetric: bool = False, amp: str = "off"):
         super().__init__()
         self.net = net
         self.opts = opts
         self.symmetric = symmetric
+        self.amp = amp
 
     def forward(self, neutral: torch.Tensor, emotional: torch.Tensor, samples,
                 stats: dict | None = None) -> tuple[torch.Tensor, dict]:
         # neutral, emotional: (B, T, 3, H, W) in [0, 1]; stats: see stccl_terms (emotional -> neutral direction)
         B, T = neutral.shape[:2]
-        feats = self.net(torch.cat([emotional, neutral]).flatten(0, 1))  # [(2*B*T, C_l, H_l, W_l)]
+        with autocast_context(self.amp, neutral.device):  # the backbone only: the loss stays in fp32
+            feats = self.net(torch.cat([emotional, neutral]).flatten(0, 1))  # [(2*B*T, C_l, H_l, W_l)]
+        feats = [f.float() for f in feats]
         fa = [f[:B * T] for f in feats]  # emotional: queries
         fb = [f[B * T:] for f in feats]  # neutral: keys (detached inside)
         terms = stccl_terms(self.net, fa, fb, T, self.opts, samples, stats)
@@ -152,8 +158,11 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
                              f"{cfg.batch_size} x {info.world_size} rank(s); lower batch_size")
         total = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * spe
         net = MetricNet(cfg.net).to(device)
-        objective = MetricObjective(net, cfg.loss, cfg.symmetric)
+        objective = MetricObjective(net, cfg.loss, cfg.symmetric, cfg.amp)
         optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        autocast_context(cfg.amp, device)  # fails here, naming the option, if amp does not fit the device
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none
+        scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
         step = 0
         ckpt = run.load_for_resume(map_location=device) if resume else None
         if ckpt is not None:
@@ -161,6 +170,8 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
             optimizer.load_state_dict(ckpt["optimizer"])
             step = int(ckpt["step"])
             set_rng_state(ckpt["rng"])
+            if scaler.is_enabled() and "scaler" in ckpt.get("extra", {}):
+                scaler.load_state_dict(ckpt["extra"]["scaler"])
         model = objective
         if info.enabled:
             model = nn.parallel.DistributedDataParallel(
@@ -193,8 +204,9 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
                 loss, terms = model(neutral, emotional, samples, stats)
                 check_finite(loss.detach(), step + 1, run.path)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 step += 1
                 bar.update(1)
                 if logging:
@@ -206,7 +218,10 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
                     bar.set_postfix(loss=f"{last['loss']:.3f}")
                 stopped_by_time = cfg.max_minutes > 0 and time.time() - started > 60 * cfg.max_minutes
                 if step % cfg.ckpt_every == 0 or step == end or stopped_by_time:
-                    run.save(step, net, optimizer, extra={"epoch": epoch, "steps_per_epoch": spe})
+                    extra = {"epoch": epoch, "steps_per_epoch": spe}
+                    if scaler.is_enabled():
+                        extra["scaler"] = scaler.state_dict()
+                    run.save(step, net, optimizer, extra=extra)
                 if step >= end or stopped_by_time:
                     break
         bar.close()
