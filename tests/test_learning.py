@@ -14,6 +14,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,3 +109,12 @@ def test_the_log_carries_every_term_beside_its_chance_level(trained):
         # 4 stages; stage 1 of a 48 px input has 8 anchors x 8 neighbours = 64 spatial VD queries per frame
         assert rows[0][f"{term}_chance"] > 0 and rows[0][f"{term}_ce"] > 0
     assert rows[0]["scc_vd_chance"] == pytest.approx(sum(map(math.log, (64, 32, 16, 8))))
+
+
+def test_mismatched_items_are_another_sentence_of_the_same_actor(control):
+    ds = PairedWindowDataset(control, control / "aligned_path.json", T=3, split="train", with_mismatched=True)
+    for i in (0, len(ds) - 1):
+        item = ds[i]
+        frames, _, kind = ds.mismatched_neutral(i, np.random.default_rng(i))
+        assert kind == "sentence" and torch.equal(item["mismatched"], frames)
+        assert item["mismatched"].shape == item["neutral"].shape and not torch.equal(item["mismatched"], item["neutral"])

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from stccl.io import StcclError
+from stccl.core.correlation import sample_positions
 from stccl.core.losses import STCCLLoss, STCCLOptions, adaptive_weight, patch_nce, stccl_terms
 from stccl.core.metric_net import MetricNet, MetricNetConfig
 from stccl.runs import save_checkpoint
@@ -141,3 +142,47 @@ def test_identical_clips_score_lower_than_a_shuffled_clip(tmp_path):
     torch.manual_seed(0)  # the same sampled positions
     shuffled, _ = loss_fn(x, x[:, :, :, torch.randperm(32)])
     assert same < shuffled
+
+
+def test_extra_negatives_join_every_query_of_the_group():
+    q, k, extra = _unit(2, 5, 4, seed=1), _unit(2, 5, 4, seed=2), _unit(2, 3, 4, seed=3)
+    logits = torch.cat([torch.einsum("gqd,gkd->gqk", q, k), torch.einsum("gqd,gkd->gqk", q, extra)], -1) / 0.1
+    expected = -(logits.diagonal(dim1=1, dim2=2)[..., :5] - logits.logsumexp(-1)).mean()
+    stats = {}
+    assert torch.allclose(patch_nce(q, k, 0.1, stats=stats, extra_k=extra), expected, atol=1e-5)
+    assert stats["chance"] == pytest.approx(math.log(8))
+    assert patch_nce(q, k, 0.1, extra_k=extra) > patch_nce(q, k, 0.1)
+
+
+def test_mismatched_spatial_negatives_take_the_other_clips_keys_at_the_same_positions():
+    torch.manual_seed(0)
+    net = MetricNet(MetricNetConfig("iresnet_tiny"))
+    x, y, z = _clip(), _clip(seed=1), _clip(seed=2)
+    fa, fb, fz = net(y.flatten(0, 1)), net(x.flatten(0, 1)), net(z.flatten(0, 1))
+    opts = STCCLOptions(variant="vd", use_temporal=False, adaptive=False, spatial_samples=(8, 4, 2, 2),
+                        temporal_factor=2, spatial_negatives="mismatched")
+    frame = STCCLOptions(**{**to_dict(opts), "spatial_negatives": "frame"})
+    with pytest.raises(StcclError, match="mismatched"):
+        stccl_terms(net, fa, fb, 3, opts)
+    samples = sample_positions([tuple(f.shape[-2:]) for f in fa], opts.spatial_samples, opts.temporal_factor)
+    stats_m, stats_f = {}, {}
+    with torch.no_grad():
+        plain = stccl_terms(net, fa, fb, 3, frame, samples, stats_f)["scc_vd"]
+        # a "mismatched" clip that is the matched one: every positive reappears among the negatives
+        twin = stccl_terms(net, fa, fb, 3, opts, samples, stats_m, fb)["scc_vd"]
+        other = stccl_terms(net, fa, fb, 3, opts, samples, None, fz)["scc_vd"]
+    used = [s.has_anchors for s in samples]
+    q_per_stage = [8 * s.anchors.numel() for s, u in zip(samples, used) if u]
+    assert stats_m["scc_vd_chance"] == pytest.approx(sum(math.log(2 * n) for n in q_per_stage))
+    assert stats_f["scc_vd_chance"] == pytest.approx(sum(math.log(n) for n in q_per_stage))
+    # with every key doubled each query's partition function doubles: + log 2 per stage, exactly
+    assert float(twin) == pytest.approx(float(plain) + sum(used) * math.log(2), abs=1e-4)
+    assert plain < other
+
+
+def test_the_plugin_loss_has_no_mismatched_clip_and_uses_frame_negatives(tmp_path):
+    path, _ = _checkpoint(tmp_path, STCCLOptions(**{**to_dict(SMALL), "spatial_negatives": "mismatched"}))
+    loss = STCCLLoss.from_checkpoint(path)
+    assert loss.options.spatial_negatives == "frame"
+    value, _ = loss(_clip(), _clip(seed=1))
+    assert torch.isfinite(value)

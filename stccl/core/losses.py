@@ -18,7 +18,7 @@ L = lambda_S * L_SCC + lambda_T * L_TCC, each the sum over stages of the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Literal
 
@@ -45,9 +45,11 @@ class STCCLOptions:
     adaptive: bool = True
     theta: float = 0.8
     normalise_weight: bool = True                      # adaptive weights scaled to mean 1 per group
-    spatial_negatives: Literal["frame", "window"] = "frame"  # SCC negatives: other indices of the same frame
-                                                       # (the paper) or of every frame of the clip, so that the
-                                                       # same region at another moment of speech is a negative
+    spatial_negatives: Literal["frame", "window", "mismatched"] = "frame"
+    # SCC negatives: "frame": other indices of the same frame (the paper); "window": of every frame of the
+    # clip, so that the same region at another moment of speech is a negative; "mismatched": the paper's
+    # plus every index of the aligned frame of a neutral window of the same actor saying another sentence
+    # (metric training only: the plug-in loss has no such clip and uses "frame")
     tau: float = 0.07
     spatial_samples: tuple[int, ...] = (32, 16, 8, 4)  # S_l per stage (capped at what fits)
     temporal_factor: int = 8                           # N_l = temporal_factor * S_l
@@ -63,7 +65,8 @@ def adaptive_weight(h: torch.Tensor, theta: float = 0.8) -> torch.Tensor:
 
 
 def patch_nce(q: torch.Tensor, k: torch.Tensor, tau: float = 0.07, weight: torch.Tensor | None = None,
-              normalise_weight: bool = True, stats: dict | None = None) -> torch.Tensor:
+              normalise_weight: bool = True, stats: dict | None = None,
+              extra_k: torch.Tensor | None = None) -> torch.Tensor:
     """PatchNCE: query i's positive is key i, every other key of its group is a negative.
 
     q, k: (G, Q, D) L2-normalised (k is detached here); weight: (G, Q) or None.
@@ -71,15 +74,18 @@ def patch_nce(q: torch.Tensor, k: torch.Tensor, tau: float = 0.07, weight: torch
     weights are scaled to mean 1 within each group, so hard queries still count more but the value
     stays a cross-entropy whose chance level is log Q (with raw weights 2 h^2 it grows with the
     feature scale and is not comparable across steps). `stats`, if given, receives the unweighted
-    mean cross-entropy ("ce") and the chance level log Q ("chance") as floats.
+    mean cross-entropy ("ce") and the chance level log Q ("chance") as floats. `extra_k` (G, E, D), if
+    given, are further negatives of every query of the group (chance level log(Q + E)).
     """
     G, Q, _ = q.shape
     logits = q @ k.detach().transpose(1, 2) / tau  # (G, Q, Q), positives on the diagonal
+    if extra_k is not None:
+        logits = torch.cat([logits, q @ extra_k.detach().transpose(1, 2) / tau], dim=2)  # (G, Q, Q + E)
     target = torch.arange(Q, device=q.device).expand(G, Q)
     ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(G, Q)
     if stats is not None:
         stats["ce"] = float(ce.detach().mean())
-        stats["chance"] = math.log(Q)
+        stats["chance"] = math.log(logits.shape[2])
     if weight is None:
         return ce.mean()
     weight = weight.detach()
@@ -90,7 +96,8 @@ def patch_nce(q: torch.Tensor, k: torch.Tensor, tau: float = 0.07, weight: torch
 
 def stccl_terms(net: MetricNet, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor], T: int,
                 opts: STCCLOptions, samples: list[StageSample] | None = None,
-                stats: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+                stats: dict[str, float] | None = None,
+                feats_m: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Loss components {"scc_vd", "scc_cm", "tcc_vd", "tcc_cm"} (those enabled), each summed over stages.
 
     The projection heads are `net.heads_for(kind)`: one set, unless the net has its own temporal heads.
@@ -99,7 +106,12 @@ def stccl_terms(net: MetricNet, feats_a: list[torch.Tensor], feats_b: list[torch
     each (B*T, C_l, H_l, W_l) with the T frames of a clip consecutive. `stats`, if given, receives
     per term "<term>_ce" (unweighted cross-entropy) and "<term>_chance" (sum over stages of log Q,
     the value of a metric that cannot tell its positive from its negatives), both summed over stages.
+    feats_m: stage maps of a mismatched neutral clip (same actor, another sentence), required by
+    spatial_negatives="mismatched": its spatial vectors at the same positions are extra negatives.
     """
+    if opts.use_spatial and opts.spatial_negatives == "mismatched" and feats_m is None:
+        raise StcclError("STCCL loss: spatial_negatives='mismatched' needs the stage maps of a mismatched "
+                         "neutral clip (feats_m); only metric training provides one")
     if samples is None:
         samples = sample_positions([tuple(f.shape[-2:]) for f in feats_a], opts.spatial_samples,
                                    opts.temporal_factor, opts.central)
@@ -112,7 +124,7 @@ def stccl_terms(net: MetricNet, feats_a: list[torch.Tensor], feats_b: list[torch
     for name, kind in kinds:
         for variant in opts.variants():
             total, used, ce, chance = feats_a[0].new_zeros(()), 0, 0.0, 0.0
-            for head, fa, fb, s in zip(net.heads_for(kind), feats_a, feats_b, samples):
+            for j, (head, fa, fb, s) in enumerate(zip(net.heads_for(kind), feats_a, feats_b, samples)):
                 if kind == "spatial" and not s.has_anchors:
                     continue  # map smaller than 3 x 3: no anchor has 8 neighbours
                 s = s.to(fa.device)
@@ -122,9 +134,13 @@ def stccl_terms(net: MetricNet, feats_a: list[torch.Tensor], feats_b: list[torch
                     # (B*T, Q, D) -> (B, T*Q, D): one group per clip
                     q, k = q.unflatten(0, (-1, T)).flatten(1, 2), k.unflatten(0, (-1, T)).flatten(1, 2)
                     h = h.unflatten(0, (-1, T)).flatten(1, 2) if h is not None else None
+                extra = None
+                if kind == "spatial" and opts.spatial_negatives == "mismatched":
+                    with torch.no_grad():  # keys only (detached, like every key)
+                        _, extra, _ = correlation_vectors(kind, variant, head, feats_m[j], feats_m[j], s, T)
                 w = adaptive_weight(h, opts.theta) if opts.adaptive else None
                 stage_stats: dict | None = {} if stats is not None else None
-                total = total + patch_nce(q, k, opts.tau, w, opts.normalise_weight, stage_stats)
+                total = total + patch_nce(q, k, opts.tau, w, opts.normalise_weight, stage_stats, extra)
                 if stage_stats is not None:
                     ce, chance = ce + stage_stats["ce"], chance + stage_stats["chance"]
             if used == 0:
@@ -154,6 +170,8 @@ class STCCLLoss(nn.Module):
     def __init__(self, net: MetricNet, options: STCCLOptions = STCCLOptions(), speed: FastPath = FastPath()):
         super().__init__()
         self.net = net
+        if options.spatial_negatives == "mismatched":  # a training-time option: no mismatched clip here
+            options = replace(options, spatial_negatives="frame")
         self.options = options
         self.speed = speed
         self.net.requires_grad_(False)

@@ -101,17 +101,20 @@ class MetricObjective(nn.Module):
         self.amp = amp
 
     def forward(self, neutral: torch.Tensor, emotional: torch.Tensor, samples,
-                stats: dict | None = None) -> tuple[torch.Tensor, dict]:
-        # neutral, emotional: (B, T, 3, H, W) in [0, 1]; stats: see stccl_terms (emotional -> neutral direction)
+                stats: dict | None = None, mismatched: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        # neutral, emotional (, mismatched): (B, T, 3, H, W) in [0, 1]; stats: see stccl_terms (emotional ->
+        # neutral direction); mismatched: neutral windows of other sentences (spatial_negatives="mismatched")
         B, T = neutral.shape[:2]
+        clips = [emotional, neutral] + ([mismatched] if mismatched is not None else [])
         with autocast_context(self.amp, neutral.device):  # the backbone only: the loss stays in fp32
-            feats = self.net(torch.cat([emotional, neutral]).flatten(0, 1))  # [(2*B*T, C_l, H_l, W_l)]
+            feats = self.net(torch.cat(clips).flatten(0, 1))  # [(k*B*T, C_l, H_l, W_l)]
         feats = [f.float() for f in feats]
         fa = [f[:B * T] for f in feats]  # emotional: queries
-        fb = [f[B * T:] for f in feats]  # neutral: keys (detached inside)
-        terms = stccl_terms(self.net, fa, fb, T, self.opts, samples, stats)
+        fb = [f[B * T:2 * B * T] for f in feats]  # neutral: keys (detached inside)
+        fm = [f[2 * B * T:] for f in feats] if mismatched is not None else None
+        terms = stccl_terms(self.net, fa, fb, T, self.opts, samples, stats, fm)
         if self.symmetric:
-            back = stccl_terms(self.net, fb, fa, T, self.opts, samples)
+            back = stccl_terms(self.net, fb, fa, T, self.opts, samples, None, fm)
             terms = {k: 0.5 * (v + back[k]) for k, v in terms.items()}
         # metric training: L_SCC + lambda_T L_TCC (lambda_S is a plug-in weight)
         return combine(terms, 1.0, self.opts.lambda_T), terms
@@ -151,7 +154,8 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
     try:
         run = RunDir(out, cfg, info, resume=resume, kind="metric")
         dataset = PairedWindowDataset(cfg.data_root, cfg.alignment_file(), T=cfg.T, split="train",
-                                      test_actors=cfg.test_actors, size=cfg.size)
+                                      test_actors=cfg.test_actors, size=cfg.size,
+                                      with_mismatched=cfg.loss.spatial_negatives == "mismatched")
         spe = len(epoch_batches(len(dataset), cfg.seed, 0, cfg.batch_size, info))
         if spe == 0:
             raise StcclError(f"{cfg.data_root}: {len(dataset)} training windows are fewer than batch_size "
@@ -197,11 +201,12 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
             for batch in loader:
                 neutral = batch["neutral"].to(device, non_blocking=True)      # (B, T, 3, H, W)
                 emotional = batch["emotional"].to(device, non_blocking=True)  # (B, T, 3, H, W)
+                mismatched = batch["mismatched"].to(device, non_blocking=True) if "mismatched" in batch else None
                 samples = sample_positions(shapes, cfg.loss.spatial_samples, cfg.loss.temporal_factor,
                                            cfg.loss.central)
                 logging = (step + 1) % cfg.log_every == 0 or step + 1 == end
                 stats: dict | None = {} if logging else None
-                loss, terms = model(neutral, emotional, samples, stats)
+                loss, terms = model(neutral, emotional, samples, stats, mismatched)
                 check_finite(loss.detach(), step + 1, run.path)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()

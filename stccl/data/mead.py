@@ -311,8 +311,10 @@ class PairedWindowDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike, align_path: str | os.PathLike, T: int = DEFAULT_T,
                  split: str = "train", test_actors: str | Sequence[str] | None = None,
-                 size: int | Sequence[int] | None = None, check_frames: bool = True):
+                 size: int | Sequence[int] | None = None, check_frames: bool = True,
+                 with_mismatched: bool = False):
         self.T = _check_T(T)
+        self.with_mismatched = with_mismatched  # items also carry "mismatched" (see mismatched_neutral)
         self.size = to_size(size)
         self.layout = MeadLayout(root)
         self.align_path = Path(align_path)
@@ -390,7 +392,17 @@ class PairedWindowDataset(Dataset):
             "emotion": p["emotion"],
             "pair": p["pair"],
             "step": s + self.T // 2,
+            **({"mismatched": self._mismatched_item(i)} if self.with_mismatched else {}),
         }
+
+    def _mismatched_item(self, i: int) -> torch.Tensor:
+        # the partner is a function of the window index, so runs and resumed runs see the same batches
+        found = self.mismatched_neutral(i, np.random.default_rng(i))
+        if found is None:
+            p, _ = self.window(i)
+            raise StcclError(f"{self.align_path}: actor {p['actor']} has one sentence and a path too short "
+                             f"for a window 1 s away; mismatched negatives need another sentence")
+        return found[0]
 
 
 class ClipWindowDataset(Dataset):
