@@ -51,6 +51,9 @@ from stccl.core.correlation import correlation_vectors, frame_pairs, sample_posi
 from stccl.io import StcclError, seed_everything, to_json
 from stccl.core.losses import STCCLOptions, network_from_checkpoint
 from stccl.core.metric_net import MetricNet
+from stccl.core.train_metric import INIT_CKPT_NAME
+from stccl.data.mead import PairedWindowDataset
+from stccl.runs import load_checkpoint
 
 MEASURES = ("per_query", "official")
 KINDS = ("spatial", "temporal")
@@ -275,10 +278,6 @@ def diagnostic_rows(result: dict, **labels) -> list[dict]:
 
 
 def _cmd_diagnose(args) -> int:
-    from stccl.data.mead import PairedWindowDataset
-    from stccl.runs import load_checkpoint
-    from stccl.core.train_metric import INIT_CKPT_NAME
-
     ckpt = load_checkpoint(args.checkpoint)
     net, options = network_from_checkpoint(ckpt, str(args.checkpoint))
     cfg = ckpt["config"]

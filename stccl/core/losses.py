@@ -33,6 +33,7 @@ from stccl.core.correlation import StageSample, correlation_vectors, sample_posi
 from stccl.core.frozen import FastPath, FrozenIResNet, autocast_context
 from stccl.io import StcclError
 from stccl.core.metric_net import MetricNet, MetricNetConfig
+from stccl.runs import load_checkpoint
 
 
 @dataclass(frozen=True)
@@ -213,8 +214,6 @@ class STCCLLoss(nn.Module):
         """Load a `stccl train-metric` checkpoint; `overrides` set STCCLOptions fields (variant, lambda_S, ...).
 
         `speed` switches the frozen fast path (stccl.core.frozen.FastPath; FastPath.fast() is the measured one)."""
-        from stccl.runs import load_checkpoint
-
         ckpt = load_checkpoint(path)
         net, options = network_from_checkpoint(ckpt, str(path))
         known = {f.name for f in fields(STCCLOptions)}

@@ -40,13 +40,14 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from stccl.config import load_config, parse_sets
+from stccl.config import load_config, parse_sets, to_dict
 from stccl.core.correlation import sample_positions
 from stccl.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, local_device, shard
 from stccl.core.frozen import autocast_context
 from stccl.io import StcclError, resolve_device, seed_everything, to_json
 from stccl.core.losses import STCCLOptions, combine, stccl_terms
 from stccl.core.metric_net import MetricNet, MetricNetConfig
+from stccl.data.mead import PairedWindowDataset
 from stccl.runs import RunDir, check_finite, set_rng_state
 
 INIT_CKPT_NAME = "ckpt_init.pt"  # the weights a run starts from (written once, before the first step)
@@ -143,8 +144,6 @@ def _stage_shapes(net: MetricNet, size: tuple[int, int]) -> list[tuple[int, int]
 def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, stop_at_step: int | None = None,
                  progress: bool = True) -> dict:
     """Run (or resume) metric training; returns a summary dict. `stop_at_step` interrupts (with a checkpoint)."""
-    from stccl.data.mead import PairedWindowDataset
-
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -247,8 +246,6 @@ def _cmd_train_metric(args) -> int:
     cfg = load_metric_config(args.config, overrides)
     out = Path(args.out) if args.out else Path("reports/runs") / Path(args.config).stem
     if args.dry_run:
-        from stccl.config import to_dict
-
         print(to_json({"out": str(out), "resume": args.resume, "config": to_dict(cfg)}))
         return 0
     summary = train_metric(cfg, out, resume=args.resume, stop_at_step=args.stop_at_step,

@@ -16,6 +16,10 @@ Every shape is a soft mask computed from an approximate signed distance on a
 pixel grid (linear ramp one pixel wide = antialiasing). A whole clip is drawn
 at once: arrays are (N, H, W) over frames, never a Python loop over pixels.
 Coordinates are image-normalised: x, y in [-1, 1], y pointing down.
+
+At about 500 lines this stays one module: identities, speech and expression
+parameters and the renderer that draws them are one parametric face; splitting
+the parameters from the drawing would put each shape's definition in two places.
 """
 
 from __future__ import annotations

@@ -28,6 +28,11 @@ noise and JPEG compression come on top.
 the ground truth for SPFEM evaluation: the actor saying the sentence with the
 target emotion on the exact timing, head pose and blinks of the source clip,
 without sensor noise and JPEG (a clean target; see its docstring).
+
+At about 720 lines this stays one module: the presets, the per-rendition timing,
+the batch over actors x sentences x emotions, the DTW alignment check and the
+ground-truth target all share SynthConfig and the renderer's calling convention;
+the drawing itself lives in `face_model`.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Every builder reads files and returns a matplotlib figure or a DataFrame; `save_
 PDF atomically. The notebooks show them; `stccl.pipeline.report` assembles them into REPORT.md. Nothing
 here runs a network: the snapshots it draws are saved by the notebooks (`stccl.core.snapshot`,
 `stccl.spfem.side_by_side`).
+
+At about 460 lines this stays one module: every builder has the same contract
+(saved outputs in, figure or table out) and they share the paper's reference numbers.
 """
 
 from __future__ import annotations
