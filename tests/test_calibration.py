@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -167,3 +169,16 @@ def test_box_from_eyes_and_mouth_follows_the_face():
     np.testing.assert_allclose(box[:, 2] - box[:, 0], side * 50.0)
     turned = cal.box_from_eyes_mouth(np.array([[100.0, 100.0]] * 2), np.array([[50.0, 100.0]] * 2))  # mouth to the left
     np.testing.assert_allclose((turned[0, :2] + turned[0, 2:]) / 2, [100.0 - 50.0 * dy, 100.0 + 50.0 * dx])
+
+
+def test_calibrated_preset_is_opt_in_and_gains_the_opening():
+    from stccl.data import synth
+
+    for name in ("tiny", "default", "control"):  # existing presets keep the drawn opening
+        assert synth.PRESETS[name].speech_open_gain == 1.0
+    cal_cfg, base = synth.make_config("calibrated"), synth.make_config("default")
+    ph = synth.make_sentence(0, 1, base)
+    a = synth.plan_clip(dataclasses.replace(base, rate_range=cal_cfg.rate_range), 0, 0, "neutral", 1, ph).speech
+    b = synth.plan_clip(cal_cfg, 0, 0, "neutral", 1, ph).speech
+    np.testing.assert_allclose(b[:, 0], cal_cfg.speech_open_gain * a[:, 0])
+    np.testing.assert_allclose(b[:, 1:], a[:, 1:])

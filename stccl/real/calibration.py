@@ -397,7 +397,7 @@ def figure(per_clip: "pandas.DataFrame", path: Path) -> None:  # noqa: F821
         ax.axis("off")
     fig.suptitle("dlib-landmark statistics per clip (dots), medians (bars); black line and grey band: "
                  "real median ±25 % (blink rate: pooled over clips)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for the title above the top row
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
