@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prep-mead": ("stccl.real.prep", "prepare a raw MEAD-style tree of videos"),
     "align": ("stccl.real.pairing", "DTW alignment file (official format) for a prepared root"),
     "eval-clips": ("stccl.real.published_clips", "evaluate published SPFEM outputs on real side-by-side clips"),
+    "calibrate": ("stccl.real.calibration", "landmark statistics of real vs synthetic clips (renderer calibration)"),
     "reproduce": ("stccl.pipeline.runner", "run the notebooks with papermill from a params file"),
 }
 

@@ -129,6 +129,22 @@ BUGS = (
     Bug("keys_from_queries_clip", "stccl/core/correlation.py",
         "k, _ = fn(fb, head, s)", "k, _ = fn(fa, head, s)",
         ("tests/test_correlation_values.py",), "spatial keys computed from the query clip (pos is always 1)"),
+    # ---- renderer calibration statistics (stccl/real/calibration.py)
+    Bug("calib_amp_full_range", "stccl/real/calibration.py", "np.percentile(x, [5, 95])", "np.percentile(x, [0, 100])",
+        ("tests/test_calibration.py",), "amplitude is the full range, not p95 - p5"),
+    Bug("calib_vel_median", "stccl/real/calibration.py", "float(d.mean() * fps)", "float(np.median(d) * fps)",
+        ("tests/test_calibration.py",), "velocity is the median step (0 for a slow whole-pixel drift)"),
+    Bug("calib_vel_per_frame", "stccl/real/calibration.py", "float(d.mean() * fps)", "float(d.mean())",
+        ("tests/test_calibration.py",), "velocity per frame, not per second"),
+    Bug("calib_open_per_width", "stccl/real/calibration.py", '"mouth_open": dist(62, 66) / safe',
+        '"mouth_open": dist(62, 66) / dist(54, 48)', ("tests/test_calibration.py",), "mouth opening over mouth width, not IOD"),
+    Bug("calib_blink_no_hysteresis", "stccl/real/calibration.py", "        elif not armed and ear[t] > high * med:",
+        "        elif not armed and ear[t] >= low * med:", ("tests/test_calibration.py",), "jitter around one threshold counts as several blinks"),
+    Bug("calib_blink_median_not_pooled", "stccl/real/calibration.py",
+        '    med["blink_rate"] = float(per_clip["blinks"].sum()) / secs if secs > 0 else float("nan")\n', "",
+        ("tests/test_calibration.py",), "blink rate is the median of per-clip rates, not pooled"),
+    Bug("calib_roll_sign_free", "stccl/real/calibration.py", '"head_roll": np.degrees(np.arctan2(u[:, 1], u[:, 0]))',
+        '"head_roll": np.degrees(np.arctan2(np.abs(u[:, 1]), u[:, 0])) * 0.5', ("tests/test_calibration.py",), "roll in half degrees"),
 )
 
 

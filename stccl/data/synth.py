@@ -96,6 +96,8 @@ class SynthConfig:
     centre_y: float = 0.0           # face coordinate of the frame centre (positive: lower on the face)
     alignment: str = "dtw"          # "dtw": DTW on rendered mouth features (as on real data);
                                     # "truth": the path from the known sentence times (exact timing)
+    speech_open_gain: float = 1.0   # gain on the speech mouth opening (viseme "open"); the calibrated preset
+                                    # raises it to match real MEAD lips (reports/calibration)
 
     def validate(self) -> "SynthConfig":
         bad = [e for e in self.emotions if e not in EMOTIONS]
@@ -118,6 +120,8 @@ class SynthConfig:
             raise StcclError(f"synth config: jpeg_quality must be 1..100, got {self.jpeg_quality}")
         if self.workers < 1:
             raise StcclError(f"synth config: workers must be >= 1, got {self.workers}")
+        if self.speech_open_gain < 0:
+            raise StcclError(f"synth config: speech_open_gain must be >= 0, got {self.speech_open_gain}")
         if self.alignment not in ("dtw", "truth"):
             raise StcclError(f"synth config: alignment must be 'dtw' or 'truth', got {self.alignment!r}")
         return self
@@ -135,6 +139,12 @@ PRESETS: dict[str, SynthConfig] = {
     "control": SynthConfig(preset="control", size=64, n_identities=8, n_test=2, n_sentences=4, syllables=(4, 6),
                            pose_jitter=0.0, blink_rate=0.0, noise_std=0.0, jpeg_quality=95, zoom=1.8, centre_y=0.15,
                            emotion_timing=False, emotion_on_mouth=False, alignment="truth"),
+    # Opt-in, issue 13: the default preset with lips, speaking rate, head motion and blinks tuned so that the
+    # dlib-landmark statistics of `stccl calibrate` come near those of the real MEAD source panels
+    # (reports/calibration/calibration.md says which do and which cannot, and why).
+    "calibrated": SynthConfig(preset="calibrated", size=112, n_identities=15, n_test=3, n_sentences=6,
+                              syllables=(5, 7), jpeg_quality=85, speech_open_gain=1.8, rate_range=(0.6, 0.7),
+                              pose_jitter=0.35, blink_rate=0.3),
 }
 
 # Expression parameters that act where speech moves the face; `emotion_on_mouth: false` zeroes them.
@@ -300,7 +310,7 @@ def plan_clip(cfg: SynthConfig, seed: int, actor_idx: int, emotion: str, clip: i
     return ClipPlan(
         sentence_time=s,
         phoneme_idx=np.floor(s).astype(np.int64),
-        speech=fm.speech_trajectory(visemes, s),
+        speech=fm.speech_trajectory(visemes, s) * np.array([cfg.speech_open_gain, 1.0, 1.0, 1.0]),
         expr=np.repeat(expr.vector()[None], n, 0),
         blink=blink,
         pose=pose,
