@@ -1,10 +1,11 @@
 # The README contract: `make setup`, `make reproduce`, `make test`.
+# Not CI: `make lab-check` (do notebooks/*.py open as notebooks in JupyterLab? needs chromium), bench, mutation.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PARAMS ?= params/smoke.yaml
 
-.PHONY: setup lab-settings reproduce test bench bench-paper mutation clean-runs
+.PHONY: setup lab-settings lab-check reproduce test bench bench-paper mutation clean-runs
 
 # Create the virtual environment and install the kit (CPU torch 2.13.0 first, so
 # nothing else can pull a multi-GB CUDA build); then lab-settings.
@@ -23,6 +24,13 @@ LAB_OVERRIDES := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
 lab-settings:
 	$(BIN)/jupytext-config --settings-file $(LAB_OVERRIDES) unset-default-viewer python
 	$(BIN)/jupytext-config --settings-file $(LAB_OVERRIDES) set-default-viewer python
+
+# Open each notebooks/0*.py in JupyterLab in headless Chromium; screenshots to reports/lab_check/;
+# fails when one opens as text. Needs Debian's chromium (apt-get install -y chromium). Not CI.
+CHROMIUM ?= /usr/bin/chromium
+lab-check:
+	@test -x $(CHROMIUM) || { echo "lab-check needs Chromium at $(CHROMIUM): apt-get install -y chromium (or CHROMIUM=/path/to/chromium)"; exit 2; }
+	$(BIN)/python scripts/lab_check.py --chromium $(CHROMIUM)
 
 # The main job: the whole pipeline on the embedded synthetic default, small params.
 reproduce:
