@@ -105,18 +105,33 @@ def notebook_parameters(paths: Paths, params: ReproduceParams, force: bool = Fal
             "device": params.device, "seeds": list(params.seeds), "run_name": paths.stem, "force": bool(force)}
 
 
-def execute_notebook(source: Path, output: Path, parameters: dict, progress: bool = False,
-                     cwd: Path | None = None) -> tuple[bool, str, float]:
-    """Execute a jupytext .py notebook into `output` with papermill. Returns (ok, message, seconds)."""
+def load_notebook(source: Path):
+    """The jupytext .py notebook as papermill gets it: kernel "python3", no empty cells.
+
+    jupytext turns a blank line too many (after the YAML header, between cells) into a code cell with
+    nothing in it; the executed notebook would then open on an empty `In [1]`. Such cells are dropped.
+    """
     if not source.is_file():
         raise StcclError(f"notebook source not found: {source}; run from the project root")
     nb = jupytext.read(source)
+    nb.cells = [c for c in nb.cells if c.source.strip()]
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def execute_notebook(source: Path, output: Path, parameters: dict, progress: bool = False,
+                     cwd: Path | None = None, prepare_only: bool = False) -> tuple[bool, str, float]:
+    """Execute a jupytext .py notebook into `output` with papermill. Returns (ok, message, seconds).
+
+    prepare_only: write the parameterised notebook without running it (papermill's own option).
+    """
+    nb = load_notebook(source)
     output.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(nb, str(output), parameters=parameters, kernel_name=KERNEL,
-                            cwd=str(cwd or Path.cwd()), progress_bar=progress, log_output=False)
+                            cwd=str(cwd or Path.cwd()), progress_bar=progress, log_output=False,
+                            prepare_only=prepare_only)
     except NoSuchKernel:
         raise StcclError(f"no Jupyter kernel named {KERNEL!r}; install it with `make setup` (or "
                          f"`.venv/bin/python -m ipykernel install --sys-prefix --name {KERNEL}`)") from None
