@@ -149,7 +149,7 @@ def _fail_at_one(x: int, folder: Path) -> int:
     (folder / str(x)).write_text("")  # a file per started call: the calls run in other processes
     if x == 1:
         raise StcclError("run 1 failed")
-    time.sleep(0.5)
+    time.sleep(2.0)  # long enough for the failure to reach the parent on a loaded machine
     return x
 
 
