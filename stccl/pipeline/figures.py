@@ -358,8 +358,10 @@ def control_figure(table: pd.DataFrame, gap_target: float = TARGET_GAP):
                          f"(target >= {gap_target})", fontsize=9)
             if j == 0:
                 ax.set_ylabel("cosine similarity (mean ± SD over seeds)", fontsize=8)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    uniq = dict(zip(labels, handles))
+    uniq = {}  # legend entries from every panel: "paper, after" appears only in the official row
+    for ax in axes.flat:
+        uniq.update({lab: h for h, lab in zip(*ax.get_legend_handles_labels()) if lab not in uniq})
+        ax.set_ylim(bottom=min(-0.05, ax.get_ylim()[0]))  # markers at the paper's 0.01 stay visible
     fig.legend(uniq.values(), uniq.keys(), loc="lower center", ncol=len(uniq), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
