@@ -200,7 +200,7 @@ def test_any_method_names_with_chosen_baseline(renamed_clips, tmp_path):
     assert sampling["published_methods"] == {"stccl_vd": "unknown", "ned": "NED", "stccl_cm": "unknown"}
     assert "| ned (baseline) |" in table and "| STCCL-VD |" in table and "| STCCL-CM |" in table
     assert "panel `ned`, --baseline; the published method it shows: NED (from manifest.csv" in table
-    assert "Paired with the baseline (ned)" in table
+    assert "Paired with the baseline panel `ned`" in table
 
 
 def test_default_baseline_is_the_first_method_panel(renamed_clips, tmp_path):

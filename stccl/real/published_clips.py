@@ -491,7 +491,7 @@ def eval_clips(clips_dir: str | Path, manifest: str | Path | None = None, out: s
               + baseline_note(df, man_path, baseline, chosen_by) + "\n\n")
     paired = paired_vs_baseline(per_clip, baseline)
     atomic_write_csv(out / "paired_vs_baseline.csv", paired, float_format="%.5f")
-    paired_md = ["", f"Paired with the baseline ({method_label(baseline)}), per clip (Wilcoxon signed-rank p, two-sided):",
+    paired_md = ["", f"Paired with the baseline panel `{baseline}`, per clip (Wilcoxon signed-rank p, two-sided):",
                  "", "| method | metric | mean diff vs baseline | clips better | p |", "|---|---|---|---|---|"]
     paired_md += [f"| {method_label(r.method)} | {r.metric} | {r.mean_diff_vs_baseline:+.4f} | "
                   f"{r.clips_better}/{r.clips} | {r.wilcoxon_p:.3f} |" for r in paired.itertuples()]
