@@ -1,4 +1,5 @@
-"""eval-clips on real frames: metrics react to what they measure; bad manifests fail cleanly."""
+"""eval-clips on real frames: metrics react to what they measure; any panel names work, with a chosen
+baseline; bad manifests fail cleanly."""
 
 from pathlib import Path
 
@@ -78,7 +79,12 @@ def test_stride_and_max_frames_are_recorded(probe_clips, tmp_path):
 
 @pytest.mark.parametrize("case, needle", [
     ("missing_column", "missing column(s) panel_gap"),
-    ("missing_role", "no panel called stccl_vd"),
+    ("missing_role", "no panel called source"),
+    ("methods_differ", "row 3 (probe.mp4) has method panels baseline, stccl_cm, ned but row 2 has baseline, "
+                       "stccl_cm, stccl_vd"),
+    ("same_name_twice", "names more than one panel stccl_cm"),
+    ("unknown_baseline", "--baseline 'ned' is not a panel of it; method panels: baseline, stccl_cm, stccl_vd"),
+    ("role_as_baseline", "--baseline 'source' is a role, not a method; method panels: baseline, stccl_cm, stccl_vd"),
     ("missing_clip", "gone.mp4 does not exist"),
     ("not_a_video", "bad.mp4: not a readable video"),
 ])
@@ -90,12 +96,20 @@ def test_bad_manifest_or_clip_fails_and_keeps_earlier_outputs(probe_clips, evalu
     shutil.copytree(evaluated, out)  # results of an earlier good run
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     man = tmp_path / "manifest.csv"
-    clips = probe_clips
+    clips, extra = probe_clips, []
+    good_row = "probe.mp4,25,happy,256,10,source,baseline,stccl_cm,stccl_vd\n"
     if case == "missing_column":
         man.write_text("clip,fps,target_emotion,panel_size,panel_0,panel_1,panel_2,panel_3\n"
                        "probe.mp4,25,happy,256,source,baseline,stccl_cm,stccl_vd\n")
     elif case == "missing_role":
-        man.write_text(MANIFEST_HEAD + "probe.mp4,25,happy,256,10,source,baseline,stccl_cm,label\n")
+        man.write_text(MANIFEST_HEAD + "probe.mp4,25,happy,256,10,label,baseline,stccl_cm,stccl_vd\n")
+    elif case == "methods_differ":
+        man.write_text(MANIFEST_HEAD + good_row + "probe.mp4,25,happy,256,10,source,baseline,stccl_cm,ned\n")
+    elif case == "same_name_twice":
+        man.write_text(MANIFEST_HEAD + "probe.mp4,25,happy,256,10,source,baseline,stccl_cm,stccl_cm\n")
+    elif case in ("unknown_baseline", "role_as_baseline"):
+        man.write_text(MANIFEST_HEAD + good_row)
+        extra = ["--baseline", "ned" if case == "unknown_baseline" else "source"]
     elif case == "missing_clip":
         man.write_text(MANIFEST_HEAD + "gone.mp4,25,happy,256,10,source,baseline,stccl_cm,stccl_vd\n")
     else:
@@ -104,7 +118,7 @@ def test_bad_manifest_or_clip_fails_and_keeps_earlier_outputs(probe_clips, evalu
         (clips / "bad.mp4").write_bytes(b"garbage" * 10)
         man.write_text(MANIFEST_HEAD + "bad.mp4,25,happy,256,10,source,baseline,stccl_cm,stccl_vd\n")
     capsys.readouterr()
-    code = main(["eval-clips", "--clips", str(clips), "--manifest", str(man), "--out", str(out)])
+    code = main(["eval-clips", "--clips", str(clips), "--manifest", str(man), "--out", str(out), *extra])
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]  # lines before it are the progress bar
     assert code == 2 and last.startswith("stccl eval-clips: error:") and needle in last
@@ -137,3 +151,89 @@ def test_lag_and_paired_statistics_on_known_series():
     assert paired.loc[("stccl_cm", "mouth_dist"), "clips_better"] == 8  # lower is better
     assert paired.loc[("stccl_cm", "mouth_open_r"), "clips_better"] == 0
     assert paired.loc[("stccl_vd", "csim"), "clips_better"] == 0  # ties and losses are not wins
+
+
+# The shipped panel order relabelled so that ned is neither the first method panel nor the shipped baseline:
+# `--baseline ned` then differs from the default. panel_3_method says which published method panel 3 shows
+# (made up for the test; the shipped manifest has no such column).
+RENAMED_HEAD = "clip,fps,target_emotion,panel_size,panel_gap,panel_0,panel_1,panel_2,panel_3,panel_4,panel_3_method\n"
+RENAMED_ROWS = ["neutral_033_1.mp4,25,surprised,256,10,source,label,stccl_vd,ned,stccl_cm,NED\n",
+                "neutral_035_1.mp4,25,happy,256,10,source,label,stccl_vd,ned,stccl_cm,NED\n"]
+FAST = ["--max-frames", "6", "--embed-stride", "3", "--workers", "1"]
+
+
+@pytest.fixture(scope="module")
+def renamed_clips(tmp_path_factory):
+    import shutil
+
+    d = tmp_path_factory.mktemp("renamed")
+    for row in RENAMED_ROWS:
+        shutil.copy(REAL / row.split(",")[0], d)
+    (d / "manifest.csv").write_text(RENAMED_HEAD + "".join(RENAMED_ROWS))
+    return d
+
+
+def _outputs(out):
+    import json
+
+    return (pd.read_csv(out / "per_clip.csv"), pd.read_csv(out / "summary.csv"),
+            pd.read_csv(out / "paired_vs_baseline.csv"), (out / "table.md").read_text(),
+            json.loads((out / "sampling.json").read_text()))
+
+
+def test_any_method_names_with_chosen_baseline(renamed_clips, tmp_path):
+    out = tmp_path / "out"
+    assert main(["eval-clips", "--clips", str(renamed_clips), "--out", str(out), "--baseline", "ned", *FAST]) == 0
+    per_clip, summary, paired, table, sampling = _outputs(out)
+    assert per_clip["method"].tolist() == ["stccl_vd", "ned", "stccl_cm"] * 2  # label is a role, not scored
+    assert summary["method"].tolist() == ["stccl_vd", "ned", "stccl_cm"]
+    is_ned = per_clip["method"] == "ned"
+    vs = per_clip["mouth_open_r_vs_baseline"]
+    assert vs[is_ned].isna().all() and np.isfinite(vs[~is_ned]).all()
+    # the paired tests compare with ned: their differences are the per-clip differences to ned's row
+    assert paired["method"].tolist() == ["stccl_vd"] * 3 + ["stccl_cm"] * 3 and (paired["baseline"] == "ned").all()
+    wide = per_clip.pivot(index="clip", columns="method")
+    for r in paired.itertuples():
+        want = (wide[(r.metric, r.method)] - wide[(r.metric, "ned")]).mean()
+        assert r.mean_diff_vs_baseline == pytest.approx(want, abs=2e-5)
+    assert sampling["baseline"] == "ned" and sampling["methods"] == ["stccl_vd", "ned", "stccl_cm"]
+    assert sampling["published_methods"] == {"stccl_vd": "unknown", "ned": "NED", "stccl_cm": "unknown"}
+    assert "| ned (baseline) |" in table and "| STCCL-VD |" in table and "| STCCL-CM |" in table
+    assert "panel `ned`, --baseline; the published method it shows: NED (from manifest.csv" in table
+    assert "Paired with the baseline panel `ned`" in table
+
+
+def test_default_baseline_is_the_first_method_panel(renamed_clips, tmp_path):
+    out = tmp_path / "out"
+    assert main(["eval-clips", "--clips", str(renamed_clips), "--out", str(out), "--limit", "1", *FAST]) == 0
+    per_clip, summary, paired, table, sampling = _outputs(out)
+    assert sampling["baseline"] == "stccl_vd"
+    assert paired["method"].tolist() == ["ned"] * 3 + ["stccl_cm"] * 3 and (paired["baseline"] == "stccl_vd").all()
+    vs = per_clip.set_index("method")["mouth_open_r_vs_baseline"]
+    assert np.isnan(vs["stccl_vd"]) and np.isfinite(vs[["ned", "stccl_cm"]]).all()
+    assert "| STCCL-VD (baseline) |" in table
+    assert ("panel `stccl_vd`, the first method panel; the published method it shows: unknown: manifest.csv "
+            "does not say") in table
+
+
+@pytest.mark.parametrize("bom", ["", "\ufeff"], ids=["crlf", "crlf_bom"])
+def test_windows_line_endings(renamed_clips, tmp_path, bom):
+    import shutil
+
+    from stccl.real.published_clips import manifest_methods, read_manifest
+
+    # panel_4 last, so that a kept \r would end up in a panel name
+    lf = MANIFEST_HEAD.replace(",panel_3\n", ",panel_3,panel_4\n") + "".join(r.rsplit(",", 1)[0] + "\n"
+                                                                            for r in RENAMED_ROWS)
+    (tmp_path / "lf.csv").write_text(lf)
+    (tmp_path / "manifest.csv").write_bytes((bom + lf).replace("\n", "\r\n").encode("utf-8"))
+    assert b"\r\n" in (tmp_path / "manifest.csv").read_bytes()
+    crlf = read_manifest(tmp_path / "manifest.csv")
+    assert crlf.equals(read_manifest(tmp_path / "lf.csv"))
+    assert manifest_methods(crlf) == ["stccl_vd", "ned", "stccl_cm"]
+    shutil.copy(renamed_clips / "neutral_033_1.mp4", tmp_path)
+    out = tmp_path / "out"
+    assert main(["eval-clips", "--clips", str(tmp_path), "--out", str(out), "--limit", "1", "--baseline", "stccl_cm",
+                 "--max-frames", "4", "--embed-stride", "2", "--workers", "1"]) == 0
+    per_clip, *_ = _outputs(out)
+    assert per_clip["method"].tolist() == ["stccl_vd", "ned", "stccl_cm"]
