@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "align": ("stccl.real.pairing", "DTW alignment file (official format) for a prepared root"),
     "eval-clips": ("stccl.real.published_clips", "evaluate published SPFEM outputs on real side-by-side clips"),
     "reproduce": ("stccl.pipeline.runner", "run the notebooks with papermill from a params file"),
+    "publish-checkpoint": ("stccl.checkpoints", "copy a finished run's weights into checkpoints/ with a model card"),
 }
 
 
