@@ -183,7 +183,7 @@ def _verify(path: Path, kind: str, original: dict[str, torch.Tensor], dtype: str
 
 
 def publish(run: str | Path, name: str, out_dir: str | Path | None = None, diagnose: str | Path | None = None,
-            evaluation: str | Path | None = None, dtype: str = "fp32") -> dict:
+            evaluation: str | Path | None = None, dtype: str = "fp32", note: str = "") -> dict:
     """Publish RUN's checkpoint as OUT_DIR/NAME.pt and write its card; returns the card's facts."""
     run = Path(run)
     out_dir = Path(out_dir) if out_dir else shipped_dir()
@@ -226,7 +226,7 @@ def publish(run: str | Path, name: str, out_dir: str | Path | None = None, diagn
              "diagnose": diag, "diagnose_file": str(diag_path) if diag_path else None, "evaluation": ev,
              "evaluation_file": str(eval_path) if eval_path else None, "source_run": str(run),
              "published": shipped["published"], "publish_commit": shipped["publish_commit"],
-             "reusable": dtype == "fp32"}
+             "reusable": dtype == "fp32", "note": " ".join(note.split())}
     write_card(out_dir / CARD_FILE, name, render_card(facts))
     return facts
 
@@ -309,6 +309,7 @@ def render_card(f: dict) -> str:
         "| | |", "|---|---|",
         f"| file | `checkpoints/{f['file']}`: {f['bytes']} bytes, {f['dtype']} weights, no optimiser state |",
         f"| sha256 | `{f['sha256']}` |",
+        *([f"| note | {f['note']} |"] if f.get("note") else []),
         f"| kind | {'metric network' if f['kind'] == 'metric' else 'SPFEM generator'}; use: {use} |",
         f"| data | {_data_line(f['data'])} |",
         f"| config | {_config_summary(cfg)} (full config below) |",
@@ -414,7 +415,7 @@ def reuse(run: str | Path, cfg: dict, path: Path, ckpt: dict) -> Path:
 # ---------------------------------------------------------------------------
 
 def _cmd_publish(args) -> int:
-    facts = publish(args.run, args.name, args.out, args.diagnose, args.evaluation, args.dtype)
+    facts = publish(args.run, args.name, args.out, args.diagnose, args.evaluation, args.dtype, args.note)
     print(to_json({k: facts[k] for k in ("name", "file", "bytes", "sha256", "kind", "dtype", "step", "wall_s",
                                          "diagnose_file", "evaluation_file")}
                   | {"card": str(Path(args.out or shipped_dir()) / CARD_FILE)}))
@@ -436,4 +437,5 @@ def add_cli(sub) -> None:
     p.add_argument("--evaluation", default=None, help="evaluation JSON of an SPFEM run (default: RUN/eval.json)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16"],
                    help="fp16 halves the file; such a checkpoint is not reused in place of training")
+    p.add_argument("--note", default="", help="one line of words for the card (what the run is); no numbers")
     p.set_defaults(func=_cmd_publish)
