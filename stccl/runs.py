@@ -4,7 +4,8 @@ Layout of `reports/runs/<name>/` (see STYLE.md):
 
     config.json       resolved options, written before any work
     machine.json      the machine of every session that trained the run (started, platform, CPU,
-                      threads, device, torch version), appended on each start or resume
+                      threads, device, torch version, commit), one entry per start or resume, written
+                      with that session's first log line or checkpoint
     metrics.jsonl     one JSON object per logged step
     ckpt_last.pt      {"model", "optimizer", "config", "step", "rng", "extra"}
     ckpt_last.pt is written atomically; a crash during the write keeps the
@@ -164,9 +165,10 @@ class RunDir:
         self.ckpt_path = self.path / CKPT_NAME
         cfg_dict = {"kind": kind, **to_dict(config)} if dataclasses.is_dataclass(config) else dict(config)
         self._cfg_dict = cfg_dict
+        self._machine: dict | None = None  # this session's machine, written with the first log or checkpoint
         if self.dist.is_main:
             self._prepare(resume)
-            self._record_machine(device)
+            self._machine = {**machine_info(device), "world_size": self.dist.world_size}
 
     def _prepare(self, resume: bool) -> None:
         # A folder whose run failed before its first logged step or checkpoint (bad data, say)
@@ -189,24 +191,25 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.config_path, self._cfg_dict)
 
-    def _record_machine(self, device: Any) -> None:
-        # a resumed run keeps the earlier sessions: its wall time may span machines
+    def _record_machine(self) -> None:
+        # Written when the session first produces something (a run that fails on bad data before its
+        # first step leaves only config.json). A resumed run keeps the earlier sessions' entries.
+        if self._machine is None:
+            return
         path = self.path / MACHINE_NAME
         sessions = []
-        if path.is_file():
+        if path.is_file() and (self.metrics_path.exists() or self.ckpt_path.exists()):
             try:
                 sessions = list(read_json(path, "run machine file").get("sessions", []))
             except (StcclError, AttributeError):
                 sessions = []
-        if not (self.metrics_path.exists() or self.ckpt_path.exists()):
-            sessions = []  # a fresh start: earlier sessions trained nothing that is kept
-        info = machine_info(device)
-        info["world_size"] = self.dist.world_size
-        atomic_write_json(path, {"sessions": sessions + [info]})
+        atomic_write_json(path, {"sessions": sessions + [self._machine]})
+        self._machine = None
 
     # -- logging -----------------------------------------------------------
     def log(self, record: dict) -> None:
         if self.dist.is_main:
+            self._record_machine()
             append_jsonl(self.metrics_path, record)
         if os.environ.get(_KILL_AT_STEP_ENV) == str(record.get("step")):
             os.kill(os.getpid(), signal.SIGKILL)
@@ -219,6 +222,7 @@ class RunDir:
              name: str = CKPT_NAME) -> None:
         if not self.dist.is_main:
             return
+        self._record_machine()
         payload = {
             "model": _unwrap(model).state_dict(),
             "optimizer": _state_dict_of(optimizer),

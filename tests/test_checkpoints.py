@@ -145,3 +145,15 @@ def test_publish_names_what_is_wrong(tmp_path):
         publish(tmp_path / "nothing", "m", tmp_path / "shipped")
     with pytest.raises(StcclError, match="--name"):
         publish(tmp_path / "nothing", "m.pt", tmp_path / "shipped")
+
+
+def test_machine_json_keeps_one_entry_per_session_and_wall_time_adds_them(micro_root, tmp_path):
+    from stccl.checkpoints import wall_seconds
+
+    cfg = load_metric_config(metric_yaml(tmp_path / "r.yaml", micro_root, steps=2, ckpt_every=1))
+    train_metric(cfg, tmp_path / "r", stop_at_step=1, progress=False)
+    train_metric(cfg, tmp_path / "r", resume=True, progress=False)
+    sessions = read_json(tmp_path / "r" / "machine.json")["sessions"]
+    assert len(sessions) == 2 and all(s["device"] == "cpu" and s["cpu_cores"] >= 1 for s in sessions)
+    assert wall_seconds([{"elapsed_s": 1.0}, {"elapsed_s": 2.5}, {"elapsed_s": 0.5}, {"elapsed_s": 1.5}]) == 4.0
+    assert wall_seconds([{"step": 1}]) is None
