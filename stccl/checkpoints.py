@@ -59,10 +59,11 @@ stccl = STCCLLoss.from_checkpoint("checkpoints/<name>.pt", variant="vd")   # a m
 ```
 
 `stccl reproduce` (through `stccl.pipeline.steps`) reuses a checkpoint here when the run it would train has
-the same training config (keys that cannot change the weights left out: {ignored}) on the same data
-(same `stccl synth` config and seed, or the same alignment file), and says so in the notebook output and in
-the run folder's `SHIPPED.json`. `stccl reproduce --retrain` (or `--force`, or `shipped_checkpoints: false`
-in the params file) trains instead.
+the same training config (keys that cannot change the weights left out: {ignored}; an SPFEM run's
+metric network is compared by a digest of its weights) on the same data (same `stccl synth` config and
+seed, or the same alignment file), and says so in the notebook output and in
+the run folder's `SHIPPED.json`. `stccl reproduce --retrain` (or `shipped_checkpoints: false` in the params
+file) trains runs not yet in the run folder instead; `stccl reproduce --force` retrains the steps it reruns.
 """
 
 

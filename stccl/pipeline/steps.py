@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from stccl.checkpoints import find_shipped, retrain_requested, reuse, shown
+from stccl.checkpoints import SHIPPED_RECORD, find_shipped, retrain_requested, reuse
 from stccl.config import to_dict
 from stccl.core.diagnose import correlation_diagnostic
 from stccl.core.losses import network_from_checkpoint
@@ -165,12 +165,19 @@ def _from_shipped(kind: str, cfg: Any, run: Path) -> bool:
     hit = find_shipped(run_cfg)
     if hit is None:
         return False
-    path, _ = hit
     reuse(run, run_cfg, *hit)
-    print(f"{kind} run {run}: used the shipped checkpoint {shown(path)} (trained with the same config on the same data; "
-          f"not trained here). Retrain with force=True, `stccl reproduce --retrain` or shipped_checkpoints: false.",
-          flush=True)
     return True
+
+
+def say_if_shipped(run: Path) -> None:
+    """Print (into the notebook's output) that a run's weights come from a shipped checkpoint, if they do."""
+    record = Path(run) / SHIPPED_RECORD
+    if record.is_file():
+        src = read_json(record, "shipped-checkpoint record")
+        print(f"run {run}: weights from the shipped checkpoint {src.get('checkpoint')} (sha256 "
+              f"{str(src.get('sha256'))[:12]}...; same training config and data), not trained here. To train it "
+              f"instead: `stccl reproduce --force`, or remove the folder and pass --retrain (or set "
+              f"shipped_checkpoints: false).", flush=True)
 
 
 def run_metric(cfg: MetricTrainConfig, run: Path, force: bool = False, shipped: bool = True) -> Path:
@@ -196,8 +203,10 @@ def run_spfem(cfg: SpfemConfig, run: Path, force: bool = False, shipped: bool = 
 def train_metric_run(params: ReproduceParams, paths: Paths, run: Path | None = None, extra: dict | None = None,
                      steps: int | None = None, force: bool = False) -> Path:
     """Train (or reuse, or take from checkpoints/) a metric network run; returns the run folder (with ckpt_last.pt)."""
-    return run_metric(metric_config(params, paths, extra, steps), Path(run or paths.metric_run), force,
-                      params.shipped_checkpoints)
+    run = run_metric(metric_config(params, paths, extra, steps), Path(run or paths.metric_run), force,
+                     params.shipped_checkpoints)
+    say_if_shipped(run)
+    return run
 
 
 def train_spfem_run(params: ReproduceParams, paths: Paths, variant: str, seed: int, run: Path | None = None,
@@ -205,7 +214,9 @@ def train_spfem_run(params: ReproduceParams, paths: Paths, variant: str, seed: i
                     force: bool = False) -> Path:
     """Train (or reuse, or take from checkpoints/) one SPFEM run: baseline, +STCCL (VD) or +STCCL (CM)."""
     cfg = spfem_config(params, paths, variant, seed, metric_ckpt, extra, steps)
-    return run_spfem(cfg, Path(run or paths.spfem_run(variant, seed)), force, params.shipped_checkpoints)
+    run = run_spfem(cfg, Path(run or paths.spfem_run(variant, seed)), force, params.shipped_checkpoints)
+    say_if_shipped(run)
+    return run
 
 
 def evaluate_spfem_run(run: Path, opts: EvalOptions, force: bool = False) -> dict:
@@ -254,6 +265,8 @@ def train_and_evaluate(params: ReproduceParams, paths: Paths, force: bool = Fals
     tasks = [(spfem_config(params, paths, v, s), paths.spfem_run(v, s)) for v, s in todo]
     runs = parallel_map(functools.partial(_train_and_evaluate, opts=params.eval, force=force,
                                           shipped=params.shipped_checkpoints), tasks, params.jobs)
+    for run in runs:  # here, not in the workers, whose output does not reach the notebook
+        say_if_shipped(run)
     return dict(zip(todo, runs))
 
 
