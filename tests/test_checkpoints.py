@@ -157,3 +157,16 @@ def test_machine_json_keeps_one_entry_per_session_and_wall_time_adds_them(micro_
     assert len(sessions) == 2 and all(s["device"] == "cpu" and s["cpu_cores"] >= 1 for s in sessions)
     assert wall_seconds([{"elapsed_s": 1.0}, {"elapsed_s": 2.5}, {"elapsed_s": 0.5}, {"elapsed_s": 1.5}]) == 4.0
     assert wall_seconds([{"step": 1}]) is None
+
+
+def test_an_spfem_run_matches_only_the_same_metric_weights(micro_root, tmp_path):
+    from stccl.checkpoints import stccl_weights
+
+    _, run = _metric_run(micro_root, tmp_path)
+    publish(run, "m", tmp_path / "shipped")
+    spfem = {"kind": "spfem", "stccl": True}
+    trained = stccl_weights({**spfem, "stccl_checkpoint": str(run / CKPT_NAME)})
+    # the shipped copy (what a reused metric run holds) has the same digest; other weights do not
+    assert stccl_weights({**spfem, "stccl_checkpoint": str(tmp_path / "shipped" / "m.pt")}) == trained
+    assert stccl_weights({**spfem, "stccl_checkpoint": str(run / "ckpt_init.pt")}) != trained
+    assert stccl_weights({"kind": "spfem", "stccl": False}) is None
