@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-clips": ("stccl.real.published_clips", "evaluate published SPFEM outputs on real side-by-side clips"),
     "calibrate": ("stccl.real.calibration", "landmark statistics of real vs synthetic clips (renderer calibration)"),
     "reproduce": ("stccl.pipeline.runner", "run the notebooks with papermill from a params file"),
+    "publish-checkpoint": ("stccl.checkpoints", "copy a finished run's weights into checkpoints/ with a model card"),
 }
 
 

@@ -3,6 +3,9 @@
 Layout of `reports/runs/<name>/` (see STYLE.md):
 
     config.json       resolved options, written before any work
+    machine.json      the machine of every session that trained the run (started, platform, CPU,
+                      threads, device, torch version, commit), one entry per start or resume, written
+                      with that session's first log line or checkpoint
     metrics.jsonl     one JSON object per logged step
     ckpt_last.pt      {"model", "optimizer", "config", "step", "rng", "extra"}
     ckpt_last.pt is written atomically; a crash during the write keeps the
@@ -18,8 +21,11 @@ import dataclasses
 import io
 import math
 import os
+import platform
 import signal
 import random
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,7 @@ from stccl.io import (StcclError, append_jsonl, atomic_path, atomic_write_bytes,
                       read_jsonl, to_json)
 
 CKPT_NAME = "ckpt_last.pt"
+MACHINE_NAME = "machine.json"
 
 
 class NonFiniteLossError(StcclError):
@@ -95,6 +102,45 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     return ckpt
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    """The kit checkout's commit (with "+dirty" when tracked files differ), or None outside a git checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine_info(device: Any = None) -> dict:
+    """What a run's numbers (wall time, steps per minute) depend on: CPU, cores, threads, device, versions."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count()
+    dev = torch.device(device) if device is not None else None
+    gpu = torch.cuda.get_device_name(dev) if dev is not None and dev.type == "cuda" else None
+    return {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch.__version__, "cpu": _cpu_model(),
+            "cpu_cores": cores, "torch_threads": torch.get_num_threads(),
+            "device": str(dev) if dev is not None else "not recorded", "gpu": gpu, "commit": git_commit()}
+
+
 def check_finite(loss: torch.Tensor | float, step: int, run_dir: Path | None = None) -> None:
     value = float(loss)
     if not math.isfinite(value):
@@ -109,7 +155,7 @@ class RunDir:
     """One training run's folder. Only rank 0 writes."""
 
     def __init__(self, path: str | Path, config: Any, dist_info: DistInfo | None = None,
-                 resume: bool = False, kind: str = "run"):
+                 resume: bool = False, kind: str = "run", device: Any = None):
         self.path = Path(path)
         self.config = config
         self.kind = kind
@@ -119,8 +165,10 @@ class RunDir:
         self.ckpt_path = self.path / CKPT_NAME
         cfg_dict = {"kind": kind, **to_dict(config)} if dataclasses.is_dataclass(config) else dict(config)
         self._cfg_dict = cfg_dict
+        self._machine: dict | None = None  # this session's machine, written with the first log or checkpoint
         if self.dist.is_main:
             self._prepare(resume)
+            self._machine = {**machine_info(device), "world_size": self.dist.world_size}
 
     def _prepare(self, resume: bool) -> None:
         # A folder whose run failed before its first logged step or checkpoint (bad data, say)
@@ -143,9 +191,25 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.config_path, self._cfg_dict)
 
+    def _record_machine(self) -> None:
+        # Written when the session first produces something (a run that fails on bad data before its
+        # first step leaves only config.json). A resumed run keeps the earlier sessions' entries.
+        if self._machine is None:
+            return
+        path = self.path / MACHINE_NAME
+        sessions = []
+        if path.is_file() and (self.metrics_path.exists() or self.ckpt_path.exists()):
+            try:
+                sessions = list(read_json(path, "run machine file").get("sessions", []))
+            except (StcclError, AttributeError):
+                sessions = []
+        atomic_write_json(path, {"sessions": sessions + [self._machine]})
+        self._machine = None
+
     # -- logging -----------------------------------------------------------
     def log(self, record: dict) -> None:
         if self.dist.is_main:
+            self._record_machine()
             append_jsonl(self.metrics_path, record)
         if os.environ.get(_KILL_AT_STEP_ENV) == str(record.get("step")):
             os.kill(os.getpid(), signal.SIGKILL)
@@ -158,6 +222,7 @@ class RunDir:
              name: str = CKPT_NAME) -> None:
         if not self.dist.is_main:
             return
+        self._record_machine()
         payload = {
             "model": _unwrap(model).state_dict(),
             "optimizer": _state_dict_of(optimizer),

@@ -62,11 +62,11 @@ def resolved(tmp_path_factory):
     metric_calls: list[tuple[str, object]] = []
     spfem_calls: dict[str, object] = {}
 
-    def fake_run_metric(cfg, run, force=False):
+    def fake_run_metric(cfg, run, force=False, shipped=True):
         metric_calls.append((str(run), cfg))
         return run
 
-    def fake_run_spfem(cfg, run, force=False):
+    def fake_run_spfem(cfg, run, force=False, shipped=True):
         assert str(run) not in spfem_calls, f"SPFEM run {run} trained twice"
         spfem_calls[str(run)] = cfg
         return run

@@ -151,7 +151,7 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
     device = local_device(device, info)
     seed_everything(cfg.seed)
     try:
-        run = RunDir(out, cfg, info, resume=resume, kind="metric")
+        run = RunDir(out, cfg, info, resume=resume, kind="metric", device=device)
         dataset = PairedWindowDataset(cfg.data_root, cfg.alignment_file(), T=cfg.T, split="train",
                                       test_actors=cfg.test_actors, size=cfg.size,
                                       with_mismatched=cfg.loss.spatial_negatives == "mismatched")

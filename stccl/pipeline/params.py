@@ -71,6 +71,7 @@ class ReproduceParams:
     threads: int = 0                           # torch CPU threads in the notebooks (0: torch's default)
     jobs: int = 1                              # training runs at once, each its own process (cores / threads)
     synth: SynthParams = field(default_factory=SynthParams)
+    shipped_checkpoints: bool = True           # reuse checkpoints/*.pt trained with the same config and data
     metric_config: str = "params/metric_tiny.yaml"
     metric_steps: int | None = None            # override the metric config's steps
     metric_set: dict = field(default_factory=dict)   # more metric config overrides

@@ -1,6 +1,6 @@
 """Batch reproduction: run the notebooks in order with papermill, from one params file.
 
-    stccl reproduce --params params/smoke.yaml [--only 03,04] [--force] [--dry-run]
+    stccl reproduce --params params/smoke.yaml [--only 03,04] [--force] [--retrain] [--dry-run]
 
 Each notebook `notebooks/NN_name.py` (jupytext py:percent) is converted in
 memory and executed with kernel "python3", cwd = the project root, into
@@ -29,6 +29,7 @@ import papermill as pm
 from jupyter_client.kernelspec import NoSuchKernel
 from papermill.exceptions import PapermillExecutionError
 
+from stccl.checkpoints import RETRAIN_ENV
 from stccl.io import StcclError, atomic_write_json, read_json
 from stccl.pipeline.params import NOTEBOOKS, Paths, ReproduceParams, load_params
 
@@ -187,6 +188,8 @@ def reproduce(params_path: str | os.PathLike, only: str | None = None, force: bo
 
 
 def _cmd_reproduce(args) -> int:
+    if args.retrain:  # the notebooks' kernels inherit the environment (stccl.pipeline.steps reads it)
+        os.environ[RETRAIN_ENV] = "1"
     return reproduce(args.params, only=args.only, force=args.force, dry_run=args.dry_run,
                      progress=not args.no_progress)
 
@@ -198,6 +201,9 @@ def add_cli(sub) -> None:
     p.add_argument("--params", default="params/smoke.yaml", help="params file (default params/smoke.yaml)")
     p.add_argument("--only", default=None, help="comma-separated notebooks, e.g. 03,04")
     p.add_argument("--force", action="store_true", help="rerun steps (and their runs) even if done")
+    p.add_argument("--retrain", action="store_true",
+                   help="train runs even where checkpoints/ ships one with the same config and data (runs "
+                        "already in the run folder are kept: add --force to redo them)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--no-progress", action="store_true", help="no papermill progress bars")
     p.set_defaults(func=_cmd_reproduce)

@@ -3,7 +3,10 @@
 Every step builds its typed config from the params file (`metric_config`,
 `spfem_config`, `ReproduceParams.eval`) and calls the package function
 (`train_metric(cfg, run)`, `train_spfem(cfg, run)`, `evaluate_run(run, opts)`);
-a step whose outputs are complete is skipped. Several runs at once go through
+a step whose outputs are complete is skipped. A training run whose folder is
+empty is filled from a shipped checkpoint (`checkpoints/`, stccl.checkpoints)
+trained with the same config on the same data, unless asked to retrain
+(`force`, `stccl reproduce --retrain`, `shipped_checkpoints: false`). Several runs at once go through
 `parallel_map`: a pool of spawned processes, each given the frozen config, so
 that concurrent runs share neither stdout nor torch's thread pool.
 """
@@ -19,6 +22,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from stccl.checkpoints import SHIPPED_RECORD, find_shipped, retrain_requested, reuse
+from stccl.config import to_dict
 from stccl.core.diagnose import correlation_diagnostic
 from stccl.core.losses import network_from_checkpoint
 from stccl.core.metric_net import MetricNet
@@ -154,17 +159,42 @@ def _prepare_run(run: Path, steps: int | None, force: bool) -> bool | None:
     return False
 
 
-def run_metric(cfg: MetricTrainConfig, run: Path, force: bool = False) -> Path:
-    """Train (or resume, or reuse) a metric run of `cfg` in `run`."""
+def _from_shipped(kind: str, cfg: Any, run: Path) -> bool:
+    """Fill the empty folder `run` from a shipped checkpoint of the same config and data; False if none."""
+    run_cfg = {"kind": kind, **to_dict(cfg)}  # as RunDir writes config.json
+    hit = find_shipped(run_cfg)
+    if hit is None:
+        return False
+    reuse(run, run_cfg, *hit)
+    return True
+
+
+def say_if_shipped(run: Path) -> None:
+    """Print (into the notebook's output) that a run's weights come from a shipped checkpoint, if they do."""
+    record = Path(run) / SHIPPED_RECORD
+    if record.is_file():
+        src = read_json(record, "shipped-checkpoint record")
+        print(f"run {run}: weights from the shipped checkpoint {src.get('checkpoint')} (sha256 "
+              f"{str(src.get('sha256'))[:12]}...; same training config and data), not trained here. To train it "
+              f"instead: `stccl reproduce --force`, or remove the folder and pass --retrain (or set "
+              f"shipped_checkpoints: false).", flush=True)
+
+
+def run_metric(cfg: MetricTrainConfig, run: Path, force: bool = False, shipped: bool = True) -> Path:
+    """Train (or resume, or reuse, or fill from a shipped checkpoint) a metric run of `cfg` in `run`."""
     resume = _prepare_run(run, cfg.max_steps or None, force)
+    if resume is False and shipped and not force and not retrain_requested() and _from_shipped("metric", cfg, run):
+        return run
     if resume is not None:
         train_metric(cfg, run, resume=resume, progress=False)
     return run
 
 
-def run_spfem(cfg: SpfemConfig, run: Path, force: bool = False) -> Path:
-    """Train (or resume, or reuse) an SPFEM run of `cfg` in `run`."""
+def run_spfem(cfg: SpfemConfig, run: Path, force: bool = False, shipped: bool = True) -> Path:
+    """Train (or resume, or reuse, or fill from a shipped checkpoint) an SPFEM run of `cfg` in `run`."""
     resume = _prepare_run(run, cfg.steps, force)
+    if resume is False and shipped and not force and not retrain_requested() and _from_shipped("spfem", cfg, run):
+        return run
     if resume is not None:
         train_spfem(cfg, run, resume=resume, progress=False)
     return run
@@ -172,16 +202,21 @@ def run_spfem(cfg: SpfemConfig, run: Path, force: bool = False) -> Path:
 
 def train_metric_run(params: ReproduceParams, paths: Paths, run: Path | None = None, extra: dict | None = None,
                      steps: int | None = None, force: bool = False) -> Path:
-    """Train (or reuse) a metric network run; returns the run folder (with ckpt_last.pt)."""
-    return run_metric(metric_config(params, paths, extra, steps), Path(run or paths.metric_run), force)
+    """Train (or reuse, or take from checkpoints/) a metric network run; returns the run folder (with ckpt_last.pt)."""
+    run = run_metric(metric_config(params, paths, extra, steps), Path(run or paths.metric_run), force,
+                     params.shipped_checkpoints)
+    say_if_shipped(run)
+    return run
 
 
 def train_spfem_run(params: ReproduceParams, paths: Paths, variant: str, seed: int, run: Path | None = None,
                     metric_ckpt: Path | None = None, extra: dict | None = None, steps: int | None = None,
                     force: bool = False) -> Path:
-    """Train (or reuse) one SPFEM run: baseline, +STCCL (VD) or +STCCL (CM)."""
+    """Train (or reuse, or take from checkpoints/) one SPFEM run: baseline, +STCCL (VD) or +STCCL (CM)."""
     cfg = spfem_config(params, paths, variant, seed, metric_ckpt, extra, steps)
-    return run_spfem(cfg, Path(run or paths.spfem_run(variant, seed)), force)
+    run = run_spfem(cfg, Path(run or paths.spfem_run(variant, seed)), force, params.shipped_checkpoints)
+    say_if_shipped(run)
+    return run
 
 
 def evaluate_spfem_run(run: Path, opts: EvalOptions, force: bool = False) -> dict:
@@ -215,9 +250,9 @@ def prepare_aux_nets(params: ReproduceParams, paths: Paths) -> None:
     parallel_map(functools.partial(_aux_net, cfg), list(NET_SPECS), params.jobs)
 
 
-def _train_and_evaluate(task: tuple[SpfemConfig, Path], opts: EvalOptions, force: bool) -> Path:
+def _train_and_evaluate(task: tuple[SpfemConfig, Path], opts: EvalOptions, force: bool, shipped: bool = True) -> Path:
     cfg, run = task
-    run_spfem(cfg, run, force)
+    run_spfem(cfg, run, force, shipped)
     evaluate_spfem_run(run, opts, force)
     return run
 
@@ -228,7 +263,10 @@ def train_and_evaluate(params: ReproduceParams, paths: Paths, force: bool = Fals
         prepare_aux_nets(params, paths)
     todo = [(variant, seed) for seed in params.seeds for variant in params.variants]
     tasks = [(spfem_config(params, paths, v, s), paths.spfem_run(v, s)) for v, s in todo]
-    runs = parallel_map(functools.partial(_train_and_evaluate, opts=params.eval, force=force), tasks, params.jobs)
+    runs = parallel_map(functools.partial(_train_and_evaluate, opts=params.eval, force=force,
+                                          shipped=params.shipped_checkpoints), tasks, params.jobs)
+    for run in runs:  # here, not in the workers, whose output does not reach the notebook
+        say_if_shipped(run)
     return dict(zip(todo, runs))
 
 

@@ -196,7 +196,7 @@ def train_spfem(cfg: SpfemConfig, out: str | Path, resume: bool = False, progres
     dist_info = init_distributed(device)
     device = local_device(device, dist_info)
     try:
-        run = RunDir(out, cfg, dist_info, resume=resume, kind="spfem")
+        run = RunDir(out, cfg, dist_info, resume=resume, kind="spfem", device=device)
         seed_everything(cfg.seed + dist_info.rank)
         # aux nets: trained once per dataset (rank 0 first so the others read the cache)
         aux_names = ["emotion_train", "identity_train"]
@@ -258,6 +258,7 @@ def train_spfem(cfg: SpfemConfig, out: str | Path, resume: bool = False, progres
                        "loss_d": float(all_reduce_mean(d_loss.detach(), dist_info))}
                 rec.update({f"g_{k}": float(all_reduce_mean(v.detach(), dist_info)) for k, v in parts.items()})
                 rec["sec_per_step"] = (time.perf_counter() - t0) / max(1, done - start)
+                rec["elapsed_s"] = round(time.perf_counter() - t0, 2)  # this session's training time (as metric runs)
                 run.log(rec)
                 bar.set_postfix(g=f"{rec['loss_g']:.3f}", d=f"{rec['loss_d']:.3f}")
             if done % cfg.ckpt_every == 0 or done == cfg.steps or done == stop_at_step:
@@ -286,15 +287,16 @@ def _sync_grads(module: nn.Module, dist_info) -> None:
 
 
 def load_generator(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[Generator, SpfemConfig]:
-    """The trained generator of a run folder (eval mode) and its config."""
+    """The trained generator of a run folder, or of a checkpoint file (eval mode), and its config."""
     run_dir = Path(run_dir)
-    ckpt = load_checkpoint(run_dir / "ckpt_last.pt", map_location=device)
+    file = run_dir if run_dir.suffix == ".pt" else run_dir / "ckpt_last.pt"
+    ckpt = load_checkpoint(file, map_location=device)
     # runs saved before the keys were renamed load too
     cfg_dict = {RENAMED_KEYS.get(k, k): v for k, v in ckpt["config"].items() if k != "kind"}
     if ckpt["config"].get("kind") != "spfem":
-        raise StcclError(f"{run_dir}/ckpt_last.pt is not an SPFEM run (kind {ckpt['config'].get('kind')!r}); "
+        raise StcclError(f"{file} is not an SPFEM run (kind {ckpt['config'].get('kind')!r}); "
                          f"pass a folder written by `stccl train-spfem`")
-    cfg = from_dict(SpfemConfig, cfg_dict, where=str(run_dir / "ckpt_last.pt"))
+    cfg = from_dict(SpfemConfig, cfg_dict, where=str(file))
     G = Generator(cfg.generator)
     G.load_state_dict({k[len("generator."):]: v for k, v in ckpt["model"].items() if k.startswith("generator.")})
     G.eval().to(device)
