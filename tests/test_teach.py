@@ -17,7 +17,7 @@ from stccl.core.losses import STCCLLoss, STCCLOptions
 from stccl.core.metric_net import MetricNet, MetricNetConfig
 from stccl.core.train_metric import MetricTrainConfig
 from stccl.pipeline import teach
-from stccl.pipeline.params import (Paths, changed_fields, knob_tag, load_params, synth_config,
+from stccl.pipeline.params import (Paths, changed_fields, knob_tag, load_params, notebook_context, synth_config,
                                    with_synth_knobs)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,3 +208,21 @@ def test_spfem_takeaways_compare_with_the_baseline_and_chance(tmp_path):
     assert "-20.0 % against the baseline" in text and "one seed: no SD" in text
     assert "g_stccl 3.00 against chance 10.00 (below chance)" in text and "g_cls 2.50 against chance 1.95" in text
     assert "below chance and below the mismatched sentence" in text and "copy of the input" in text
+
+
+def test_data_takeaways_on_frame_aligned_renditions():
+    summary = {"actors": 2, "test_actors": ["S002"], "sentences": 1, "emotions": 7, "pairs": 6, "frames": 10,
+               "size": 64, "dtw_mean_abs_frame_error": 0.1, "no_alignment_mean_abs_frame_error": 0.0}
+    text = teach.data_takeaways(summary, {"emotion_timing": False}, "d")
+    assert "nan" not in text and "frame-aligned already" in text and "window at least 1 s away" in text
+
+
+def test_another_data_root_gets_run_and_report_folders_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # notebook_context creates the run folder
+    _, paths = load_params(SMOKE)
+    _, same = notebook_context(str(SMOKE), str(paths.data_root))
+    assert same.run_dir == paths.run_dir and same.data_root == paths.data_root
+    _, other = notebook_context(str(SMOKE), f"{paths.data_root}-abc")
+    assert other.data_root == Path(f"{paths.data_root}-abc")
+    assert other.run_dir != paths.run_dir and other.run_dir.name.startswith(paths.run_dir.name + "-")
+    assert other.report_dir.name.startswith(paths.report_dir.name + "-")

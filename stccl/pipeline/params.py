@@ -165,8 +165,14 @@ def load_params(path: str | os.PathLike) -> tuple[ReproduceParams, Paths]:
 def notebook_context(params_file: str, data_root: str | None = None, preset: str | None = None,
                      device: str | None = None, seeds: Sequence[int] | None = None,
                      run_name: str | None = None) -> tuple[ReproduceParams, Paths]:
-    """Params and paths for a notebook, with its papermill parameters applied on top of the params file."""
+    """Params and paths for a notebook, with its papermill parameters applied on top of the params file.
+
+    A `data_root` other than the one the params file implies (e.g. a `data-<hash>` folder notebook 01 rendered
+    with other knobs) gets run and report folders of its own (`<run_dir>-<hash>`), so runs trained on one
+    data set are never reused for another.
+    """
     params, paths = load_params(params_file)
+    file_data_root = params.data_root
     changes: dict[str, Any] = {}
     if data_root:
         changes["data_root"] = str(data_root)
@@ -183,6 +189,11 @@ def notebook_context(params_file: str, data_root: str | None = None, preset: str
                       Path(params.run_dir) if params.run_dir else Path("reports/runs") / run_name,
                       Path(params.report_dir) if params.report_dir else Path("reports") / run_name,
                       Path("reports/runs") / run_name / "data")
+    own_data = Path(file_data_root) if file_data_root else paths.data_root
+    if params.data_root and Path(params.data_root) != own_data:
+        tag = knob_tag({"data_root": str(params.data_root)})
+        paths = Paths(paths.stem, paths.params_file, Path(f"{paths.run_dir}{tag}"), Path(f"{paths.report_dir}{tag}"),
+                      paths.data_root)
     if params.data_root:
         paths = Paths(paths.stem, paths.params_file, paths.run_dir, paths.report_dir, Path(params.data_root))
     if params.threads:
