@@ -67,7 +67,7 @@ from stccl.data.mead import PairedWindowDataset, load_alignment, parse_pair, sum
 from stccl.data.synth import load_ground_truth, true_frame_map
 from stccl.io import read_json
 from stccl.pipeline import figures, teach
-from stccl.pipeline.params import notebook_context, record_outputs, synth_config, with_synth_knobs
+from stccl.pipeline.params import knob_tag, notebook_context, record_outputs, synth_config, with_synth_knobs
 from stccl.pipeline.steps import ensure_data
 
 params, paths = notebook_context(params_file, data_root, seeds=seeds, run_name=run_name)
@@ -157,6 +157,6 @@ display(Markdown(teach.data_takeaways(facts, settings, str(root), pairs, mead_pa
 files = {"alignment": root / "aligned_path.json"}
 if (root / "summary.json").is_file():
     files["summary"] = root / "summary.json"
-record_outputs(paths, "01_data_prep", files,
+record_outputs(paths, "01_data_prep" + knob_tag(changed), files,   # knobs: a record of their own
                {"data_root": str(root), "pair_shown": [actor, emotion, pair], "rows": len(summary),
                 "settings_changed": changed})

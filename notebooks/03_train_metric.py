@@ -158,7 +158,7 @@ figures.correlation_figures(snap)["weights"];
 display(Markdown(teach.metric_takeaways(losses, controls, TARGET_GAP)))
 
 # %%
-record_outputs(paths, "03_train_metric",
+record_outputs(paths, "03_train_metric" + tag,   # knobs: a record of their own, the runner's stays
                {"checkpoint": ckpt, "metrics": run / "metrics.jsonl",
                 "diagnose_before": paths.run_dir / (f"diagnose_before{tag}.json" if tag else "diagnose_before.json"),
                 "diagnose_after": paths.run_dir / f"diagnose_after{tag}.json",

@@ -156,7 +156,7 @@ figures.side_by_side_figure(npz);
 display(Markdown(teach.spfem_takeaways(table, losses, examples)))
 
 # %%
-record_outputs(paths, "04_train_spfem",
+record_outputs(paths, "04_train_spfem" + tag,   # knobs: a record of their own, the runner's stays
                {**{f"eval_{v}_s{s}": r / "eval.json" for (v, s), r in runs.items()},
                 "eval_copy": paths.run_dir / "eval_copy" / "eval.json",
                 "comparison": paths.run_dir / f"spfem_comparison{tag}.csv", "side_by_side": npz},

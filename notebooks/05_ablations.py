@@ -106,7 +106,8 @@ if len(grid_losses):
     worst = grid_losses.max(axis=1)
     text += (f"\n- Retrained metrics below chance on every term: {int((worst < 1).sum())} of {len(worst)} grid points "
              f"(largest loss / chance ratio {worst.max():.2f}, at {worst.idxmax()}); each retrain takes "
-             f"{a.metric_steps} steps, the main metric of notebook 03 {metric_config(params, paths).max_steps}.")
+             f"{a.metric_steps} steps against {metric_config(params, paths).max_steps} for the main metric of "
+             f"notebook 03.")
 display(Markdown(text))
 
 # %%

@@ -291,13 +291,15 @@ def data_takeaways(summary: dict, settings: dict[str, Any], data_root: str, pair
                      f"{sp['train']['windows']} training windows "
                      f"({100.0 * sp['train']['windows'] / max(mp['train']['windows'], 1):.1f} % of MEAD's).")
     if dtw is not None and none is not None:
-        removed = 100.0 * (none - dtw) / none if none else float("nan")
-        lines.append(f"- **Alignment**: the DTW path is off the true frame correspondence by {_f(dtw)} frames on "
-                     f"average (worst pair {_f(summary.get('dtw_max_pair_error'))}); matching frame t to frame t "
-                     f"would be off by {_f(none)} frames, a linear stretch by "
-                     f"{_f(summary.get('linear_stretch_mean_abs_frame_error'))}. DTW removes {removed:.0f} % of "
-                     f"the unaligned error; the rest means a positive pair is on average {_f(dtw, 1)} frames "
-                     f"apart in speech time.")
+        head = (f"- **Alignment**: the DTW path is off the true frame correspondence by {_f(dtw)} frames on "
+                f"average (worst pair {_f(summary.get('dtw_max_pair_error'))}); matching frame t to frame t "
+                f"would be off by {_f(none)} frames, a linear stretch by "
+                f"{_f(summary.get('linear_stretch_mean_abs_frame_error'))}. ")
+        if none > 0:
+            lines.append(head + f"DTW removes {100.0 * (none - dtw) / none:.0f} % of the unaligned error; the rest "
+                                f"means a positive pair is on average {_f(dtw, 1)} frames apart in speech time.")
+        else:
+            lines.append(head + "The renditions are frame-aligned already; what DTW adds is its own error.")
     shared = [k for k in ("emotion_timing", "emotion_on_mouth") if settings.get(k) is False]
     nuisance = {k: settings[k] for k in ("pose_jitter", "blink_rate", "noise_std") if k in settings}
     lines.append("- **Coherence of the renditions**: "
@@ -345,8 +347,8 @@ def correlation_takeaways(example: pd.DataFrame, before: dict) -> str:
         (gv, gk), (top, sd) = max(gaps.items(), key=lambda kv: kv[1][0])
         noise = [f"{v.upper()} {k}" for (v, k), (g, g_sd) in gaps.items() if abs(g) <= 2 * g_sd]
         paper = {k: PAPER_CONTROLS[("per_query", "before", k)] for k in ("spatial", "temporal")}
-        lines.append(f"- Gaps within 2 SD of zero (matched no closer than mismatched): "
-                     f"{', '.join(noise) if noise else 'none'} of {len(gaps)}.")
+        lines.append(f"- Gaps within 2 SD of zero (matched no closer than mismatched): {len(noise)} of "
+                     f"{len(gaps)}" + (f" ({', '.join(noise)})." if noise else "."))
         lines.append(f"- Largest matched - mismatched gap before training: {_f(top, 3)} ± {_f(sd, 3)} "
                      f"({gv.upper()} {gk}); the "
                      f"diagnostic's target after training is a gap ≥ {TARGET_GAP}. The paper's 'inherent "
