@@ -1,19 +1,23 @@
-"""The notebooks as the runner hands them to papermill have no empty cells (fast: nothing is executed).
+"""Each notebook's cells: its parameters cell declares what the runner injects, no cell is empty (in the
+source or as the runner hands it to papermill), and it ends with a computed "What this shows" section.
+Fast: nothing is executed.
 
 jupytext reads a blank line too many (after the YAML header) as an empty code cell; the executed notebook
-then opened on an empty `In [1]`. The runner drops such cells; this converts every notebooks/*.py the way
-`stccl reproduce` does, with papermill's parameter injection, and looks at the written notebook.
+then opened on an empty `In [1]`. The runner drops such cells; the sources should not have them either,
+since JupyterLab opens the .py directly.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 
 from stccl.pipeline import runner
-from stccl.pipeline.params import load_params
+from stccl.pipeline.params import NOTEBOOKS, load_params
+from stccl.pipeline.runner import NOTEBOOK_PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks").glob("*.py"))
@@ -23,12 +27,31 @@ def test_there_are_notebooks():
     assert len(SOURCES) >= 6
 
 
+def _parameters(nb) -> dict:
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, "one cell tagged parameters"
+    scope: dict = {}
+    exec(cells[0].source, scope)
+    return {k: v for k, v in scope.items() if not k.startswith("__")}
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_declares_what_the_runner_injects_and_has_no_empty_cell(name):
+    nb = jupytext.read(ROOT / "notebooks" / f"{name}.py")
+    declared = _parameters(nb)
+    missing = set(NOTEBOOK_PARAMETERS[name]) - set(declared)
+    assert not missing, f"{name}: the runner injects {sorted(missing)}, which its parameters cell lacks"
+    assert declared["params_file"] == "params/smoke.yaml"
+    assert not [i for i, c in enumerate(nb.cells) if not c.source.strip()], f"{name}: empty cell"
+    assert any("What this shows" in c.source for c in nb.cells if c.cell_type == "markdown"), name
+
+
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_prepared_notebook_has_no_empty_cells(source, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     params, paths = load_params(ROOT / "params" / "smoke.yaml")
     out = tmp_path / f"{source.stem}.ipynb"
-    ok, msg, _ = runner.execute_notebook(source, out, runner.notebook_parameters(paths, params),
+    ok, msg, _ = runner.execute_notebook(source, out, runner.notebook_parameters(paths, params, notebook=source.stem),
                                          cwd=ROOT, prepare_only=True)
     assert ok, msg
     nb = nbformat.read(out, as_version=4)
@@ -46,8 +69,6 @@ def test_load_notebook_drops_blank_cells(tmp_path):
     src.write_text("# ---\n# jupyter:\n#   jupytext:\n#     text_representation:\n#       extension: .py\n"
                    "#       format_name: percent\n# ---\n\n\n# %%\nx = 1\n\n# %%\n\n\n# %% [markdown]\n"
                    "#\n\n# %%\ny = 2\n")
-    import jupytext
-
     assert any(not c.source.strip() for c in jupytext.read(src).cells)  # the case this guards against
     nb = runner.load_notebook(src)
     assert [c.source for c in nb.cells] == ["x = 1", "y = 2"]

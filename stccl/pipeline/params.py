@@ -10,6 +10,8 @@ is the one place that says where.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,8 @@ from typing import Any, Sequence
 import torch
 
 from stccl.config import from_dict, load_yaml, replace
-from stccl.io import StcclError, atomic_write_json, read_json
+from stccl.data.synth import PRESETS, SynthConfig, make_config
+from stccl.io import StcclError, atomic_write_json, read_json, to_json
 from stccl.spfem.evaluate import EvalOptions
 
 NOTEBOOKS = (
@@ -40,6 +43,18 @@ class SynthParams:
     sentences: int | None = None
     size: int | None = None
     workers: int | None = None
+    # How coherent the neutral and emotional renditions are (stccl.data.synth.SynthConfig has the meaning)
+    emotion_timing: bool | None = None
+    emotion_on_mouth: bool | None = None
+    shared_motion: bool | None = None
+    pose_jitter: float | None = None
+    blink_rate: float | None = None
+    noise_std: float | None = None
+    alignment: str | None = None
+
+
+COHERENCE_KNOBS = ("emotion_timing", "emotion_on_mouth", "shared_motion", "pose_jitter", "blink_rate",
+                   "noise_std", "alignment")
 
 
 @dataclass(frozen=True)
@@ -98,13 +113,16 @@ class Paths:
     run_dir: Path          # reports/runs/<stem>: executed notebooks, data, runs (not committed)
     report_dir: Path       # reports/<stem>: REPORT.md, figures, tables (committed)
     data_root: Path
+    spfem_suffix: str = ""  # appended to the +STCCL run folders (knob_tag of notebook 04's overrides)
 
     @property
     def metric_run(self) -> Path:
         return self.run_dir / "metric"
 
     def spfem_run(self, variant: str, seed: int) -> Path:
-        return self.run_dir / f"spfem_{variant}_s{seed}"
+        # the baseline has no STCCL term, so STCCL knobs leave it (and its folder) unchanged
+        suffix = self.spfem_suffix if variant != "baseline" else ""
+        return self.run_dir / f"spfem_{variant}_s{seed}{suffix}"
 
     @property
     def ablation_dir(self) -> Path:
@@ -148,8 +166,14 @@ def load_params(path: str | os.PathLike) -> tuple[ReproduceParams, Paths]:
 def notebook_context(params_file: str, data_root: str | None = None, preset: str | None = None,
                      device: str | None = None, seeds: Sequence[int] | None = None,
                      run_name: str | None = None) -> tuple[ReproduceParams, Paths]:
-    """Params and paths for a notebook, with its papermill parameters applied on top of the params file."""
+    """Params and paths for a notebook, with its papermill parameters applied on top of the params file.
+
+    A `data_root` other than the one the params file implies (e.g. a `data-<hash>` folder notebook 01 rendered
+    with other knobs) gets run and report folders of its own (`<run_dir>-<hash>`), so runs trained on one
+    data set are never reused for another.
+    """
     params, paths = load_params(params_file)
+    file_data_root = params.data_root
     changes: dict[str, Any] = {}
     if data_root:
         changes["data_root"] = str(data_root)
@@ -166,6 +190,11 @@ def notebook_context(params_file: str, data_root: str | None = None, preset: str
                       Path(params.run_dir) if params.run_dir else Path("reports/runs") / run_name,
                       Path(params.report_dir) if params.report_dir else Path("reports") / run_name,
                       Path("reports/runs") / run_name / "data")
+    own_data = Path(file_data_root) if file_data_root else paths.data_root
+    if params.data_root and Path(params.data_root) != own_data:
+        tag = knob_tag({"data_root": str(params.data_root)})
+        paths = Paths(paths.stem, paths.params_file, Path(f"{paths.run_dir}{tag}"), Path(f"{paths.report_dir}{tag}"),
+                      paths.data_root)
     if params.data_root:
         paths = Paths(paths.stem, paths.params_file, paths.run_dir, paths.report_dir, Path(params.data_root))
     if params.threads:
@@ -187,3 +216,64 @@ def record_outputs(paths: Paths, notebook: str, files: dict[str, str | os.PathLi
 
 def read_outputs(paths: Paths, notebook: str) -> dict:
     return read_json(paths.outputs_dir / f"{notebook}.json", f"recorded outputs of notebook {notebook}")
+
+
+# ---------------------------------------------------------------------------
+# Knobs: notebook parameters that override the params file
+# ---------------------------------------------------------------------------
+
+def changed_fields(base: Any, new: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys (e.g. "loss.tau") of the dataclass fields whose values differ between two configs."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(base):
+        a, b = getattr(base, f.name), getattr(new, f.name)
+        if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
+            out.update(changed_fields(a, b, f"{prefix}{f.name}."))
+        elif a != b:
+            out[f"{prefix}{f.name}"] = b
+    return out
+
+
+def knob_tag(overrides: dict[str, Any]) -> str:
+    """'' for no overrides, else '-' + 8 hex digits of their hash: the suffix of the folders they write.
+
+    A run folder is reused when its checkpoint reached the configured steps, whatever else changed, so a
+    run with other settings must live in a folder of its own.
+    """
+    if not overrides:
+        return ""
+    return "-" + hashlib.sha1(to_json(dict(sorted(overrides.items()))).encode()).hexdigest()[:8]
+
+
+def synth_config(params: ReproduceParams) -> SynthConfig:
+    """The `stccl synth` config the params file asks for (its preset with the `synth` overrides)."""
+    s = params.synth
+    n_test = min(PRESETS[params.preset].n_test, s.identities - 1) if s.identities else None  # as `stccl synth`
+    return make_config(params.preset, size=s.size, workers=s.workers, n_identities=s.identities,
+                       n_sentences=s.sentences, n_test=n_test, **{k: getattr(s, k) for k in COHERENCE_KNOBS})
+
+
+def with_synth_knobs(params: ReproduceParams, paths: Paths, preset: str | None = None,
+                     **knobs: Any) -> tuple[ReproduceParams, Paths, dict[str, Any]]:
+    """Params and paths with notebook 01's knobs (None: the params file's value) applied.
+
+    `knobs` are `SynthParams` fields. When the rendered data set would differ from the params file's
+    (another preset, seed or setting), the data folder gets the `knob_tag` of the differences, so a data
+    set rendered with other settings is never reused. Returns the differences too.
+    """
+    unknown = sorted(set(knobs) - {f.name for f in dataclasses.fields(SynthParams)})
+    if unknown:
+        raise StcclError(f"notebook 01: unknown synth knob(s) {unknown}; known: "
+                         f"{[f.name for f in dataclasses.fields(SynthParams)]}")
+    base_params, _ = load_params(paths.params_file)
+    new = replace(params, preset=preset or params.preset,
+                  synth={**dataclasses.asdict(params.synth), **{k: v for k, v in knobs.items() if v is not None}})
+    differences = changed_fields(synth_config(base_params), synth_config(new))
+    differences.pop("workers", None)  # how many processes render: the frames are the same
+    if new.seeds[0] != base_params.seeds[0]:
+        differences["seed"] = new.seeds[0]
+    tag = knob_tag(differences)
+    if tag:
+        root = Path(f"{paths.data_root}{tag}")
+        new, paths = replace(new, data_root=str(root)), dataclasses.replace(paths, data_root=root)
+    return new, paths, differences

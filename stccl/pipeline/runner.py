@@ -100,10 +100,26 @@ def plan(params_path: str | os.PathLike, only: str | None = None, force: bool = 
     return steps, paths
 
 
-def notebook_parameters(paths: Paths, params: ReproduceParams, force: bool = False) -> dict:
-    """What papermill injects into every notebook's `parameters` cell."""
-    return {"params_file": str(paths.params_file), "data_root": str(paths.data_root), "preset": params.preset,
-            "device": params.device, "seeds": list(params.seeds), "run_name": paths.stem, "force": bool(force)}
+# The parameters each notebook declares and the runner sets (their other knobs keep None: the params file's
+# values). papermill only warns about a parameter a notebook does not declare, so tests/test_notebook_cells.py checks
+# these lists against the notebooks' `parameters` cells.
+NOTEBOOK_PARAMETERS = {
+    "01_data_prep": ("params_file", "data_root", "preset", "seeds", "run_name", "force"),
+    "02_correlation_analysis": ("params_file", "data_root", "seeds", "run_name", "force"),
+    "03_train_metric": ("params_file", "data_root", "device", "seeds", "run_name", "force"),
+    "04_train_spfem": ("params_file", "data_root", "device", "seeds", "run_name", "force"),
+    "05_ablations": ("params_file", "data_root", "device", "run_name", "force"),
+    "06_figures_and_report": ("params_file", "data_root", "run_name"),
+}
+
+
+def notebook_parameters(paths: Paths, params: ReproduceParams, force: bool = False,
+                        notebook: str | None = None) -> dict:
+    """What papermill injects into the `parameters` cell of `notebook` (None: every parameter)."""
+    values = {"params_file": str(paths.params_file), "data_root": str(paths.data_root), "preset": params.preset,
+              "device": params.device, "seeds": list(params.seeds), "run_name": paths.stem, "force": bool(force)}
+    keep = NOTEBOOK_PARAMETERS.get(notebook, tuple(values))
+    return {k: v for k, v in values.items() if k in keep}
 
 
 def load_notebook(source: Path):
@@ -172,7 +188,7 @@ def reproduce(params_path: str | os.PathLike, only: str | None = None, force: bo
         print(f"[run ] {s.notebook} -> {s.output}", file=out, flush=True)
         status = paths.status_dir / f"{s.notebook}.json"
         status.unlink(missing_ok=True)
-        ok, msg, secs = execute_notebook(s.source, s.output, notebook_parameters(paths, params, force),
+        ok, msg, secs = execute_notebook(s.source, s.output, notebook_parameters(paths, params, force, s.notebook),
                                          progress=progress)
         _write_status(status, ok, secs, msg)
         timings[s.notebook] = round(secs, 1)

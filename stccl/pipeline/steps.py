@@ -29,9 +29,9 @@ from stccl.core.losses import network_from_checkpoint
 from stccl.core.metric_net import MetricNet
 from stccl.core.train_metric import MetricTrainConfig, load_metric_config, train_metric
 from stccl.data.mead import PairedWindowDataset
-from stccl.data.synth import PRESETS, make_config, synthesize
+from stccl.data.synth import synthesize
 from stccl.io import StcclError, atomic_write_json, read_json, read_jsonl, seed_everything
-from stccl.pipeline.params import VARIANTS, Paths, ReproduceParams
+from stccl.pipeline.params import VARIANTS, Paths, ReproduceParams, synth_config
 from stccl.runs import load_checkpoint
 from stccl.spfem.aux_nets import NET_SPECS, load_aux_nets
 from stccl.spfem.config import SpfemConfig, load_spfem_config
@@ -72,11 +72,8 @@ def ensure_data(params: ReproduceParams, paths: Paths, force: bool = False) -> P
         return root
     if params.data_root and root.is_dir() and any(root.iterdir()) and not (root / "meta.json").is_file():
         return root  # a prepared MEAD-layout root given by the user: nothing to render
-    s = params.synth
-    n_test = min(PRESETS[params.preset].n_test, s.identities - 1) if s.identities else None  # as `stccl synth`
-    cfg = make_config(params.preset, size=s.size, workers=s.workers, n_identities=s.identities,
-                      n_sentences=s.sentences, n_test=n_test)
-    synthesize(root, cfg, seed=params.seeds[0], force=root.exists() and any(root.iterdir()), progress=False)
+    synthesize(root, synth_config(params), seed=params.seeds[0], force=root.exists() and any(root.iterdir()),
+               progress=False)
     return root
 
 
