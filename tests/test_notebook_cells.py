@@ -72,3 +72,27 @@ def test_load_notebook_drops_blank_cells(tmp_path):
     assert any(not c.source.strip() for c in jupytext.read(src).cells)  # the case this guards against
     nb = runner.load_notebook(src)
     assert [c.source for c in nb.cells] == ["x = 1", "y = 2"]
+
+
+def test_render_notebook_writes_markdown_with_its_figures_beside_it(tmp_path):
+    import base64
+
+    png = base64.b64encode(bytes.fromhex("89504e470d0a1a0a") + b"fake").decode()
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_code_cell("plot()", outputs=[
+            nbformat.v4.new_output("stream", name="stderr", text="100%|####| progress\n"),
+            nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})])])
+    executed = tmp_path / "run" / "07_demo.ipynb"
+    executed.parent.mkdir()
+    nbformat.write(nb, executed)
+    (tmp_path / "out" / "07_demo_files").mkdir(parents=True)
+    (tmp_path / "out" / "07_demo_files" / "stale.png").write_bytes(b"old")
+    md = runner.render_notebook(executed, tmp_path / "out")
+    text = md.read_text()
+    assert "# Title" in text and "progress" not in text
+    links = [line for line in text.splitlines() if line.startswith("![")]
+    assert len(links) == 1
+    target = tmp_path / "out" / links[0].split("(")[1].rstrip(")")
+    assert target.is_file() and target.read_bytes().startswith(bytes.fromhex("89504e47"))
+    assert not (tmp_path / "out" / "07_demo_files" / "stale.png").exists()

@@ -9,7 +9,8 @@ made with `record_outputs`; the runner writes `.status/NN_name.json` after a
 successful run. A step whose status is ok, whose executed notebook exists and
 whose recorded outputs all exist is skipped unless --force. The first failing
 notebook stops the run: its partially executed notebook is kept and the
-failing cell is printed.
+failing cell is printed. Each executed notebook is also rendered to Markdown with its figures under
+`reports/<stem>/notebooks/` (committed, readable on a code host).
 
 The notebooks call the package through `stccl.pipeline.steps` (and
 `stccl.pipeline.ablation`), and draw with `stccl.pipeline.figures`.
@@ -162,6 +163,31 @@ def execute_notebook(source: Path, output: Path, parameters: dict, progress: boo
     return True, "ok", time.perf_counter() - t0
 
 
+def render_notebook(executed: Path, out_dir: Path) -> Path:
+    """The executed notebook as Markdown with its figures as PNG files beside it, so that it reads on a code
+    host without running anything: `out_dir/NN_name.md` and `out_dir/NN_name_files/*.png` (replaced whole)."""
+    import shutil
+
+    import nbformat
+    from nbconvert import MarkdownExporter
+
+    nb = nbformat.read(executed, as_version=4)
+    for cell in nb.cells:  # progress bars and kernel warnings are noise on a code host
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    stem = executed.stem
+    body, resources = MarkdownExporter().from_notebook_node(nb, resources={"output_files_dir": f"{stem}_files"})
+    files = out_dir / f"{stem}_files"
+    if files.exists():
+        shutil.rmtree(files)
+    files.mkdir(parents=True)
+    for name, data in resources.get("outputs", {}).items():
+        (out_dir / name).write_bytes(data)
+    md = out_dir / f"{stem}.md"
+    md.write_text(f"<!-- executed by `stccl reproduce`: {executed} -->\n\n" + body)
+    return md
+
+
 def _write_status(path: Path, ok: bool, seconds: float, message: str) -> None:
     atomic_write_json(path, {"status": "ok" if ok else "failed", "seconds": round(seconds, 2), "message": message,
                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -195,7 +221,8 @@ def reproduce(params_path: str | os.PathLike, only: str | None = None, force: bo
         if not ok:
             print(f"[FAIL] {s.notebook}: {msg}\n  executed notebook saved: {s.output}", file=out, flush=True)
             return 1
-        print(f"[ ok ] {s.notebook} in {secs:.1f} s", file=out, flush=True)
+        md = render_notebook(s.output, paths.report_dir / "notebooks")
+        print(f"[ ok ] {s.notebook} in {secs:.1f} s (rendered: {md})", file=out, flush=True)
     total = time.perf_counter() - t_all
     if timings:
         atomic_write_json(paths.run_dir / "timings.json", {"notebooks": timings, "total_s": round(total, 1)})
