@@ -5,7 +5,7 @@ metric that cannot fit it has a broken training loop (gradients not reaching the
 wrong clip, an optimiser that does not step, ...). Losses are compared on the same fixed batches under
 the run's own initial weights (ckpt_init.pt) and its final ones, beside their chance level.
 
-Known failure (issue 12, README "What does not work yet"): the temporal terms stay at their chance level,
+Known failure (issue 12, README "What does not work yet"): the temporal terms stay near their chance level,
 and trained together with them (lambda_T 5) the spatial terms get worse instead of better. The spatial
 terms alone do learn. The full-objective test is a strict xfail: it turns red the day it passes.
 """
