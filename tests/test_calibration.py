@@ -182,3 +182,18 @@ def test_calibrated_preset_is_opt_in_and_gains_the_opening():
     b = synth.plan_clip(cal_cfg, 0, 0, "neutral", 1, ph).speech
     np.testing.assert_allclose(b[:, 0], cal_cfg.speech_open_gain * a[:, 0])
     np.testing.assert_allclose(b[:, 1:], a[:, 1:])
+
+
+def test_real_clip_landmarks_reads_the_source_panel_of_a_shipped_clip():
+    """The real side end to end on one shipped clip (3 frames): the manifest row picks the source panel."""
+    from pathlib import Path
+
+    from stccl.real.published_clips import read_manifest
+
+    real = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_clips"
+    manifest = read_manifest(real / "manifest.csv")
+    row = manifest.iloc[0]
+    lm, fps = cal.real_clip_landmarks(real / row["clip"], row, max_frames=3)
+    assert lm.shape == (3, 68, 2) and fps > 0
+    size = int(row["panel_size"])
+    assert np.all((lm >= 0) & (lm < size))  # coordinates inside one panel, not the whole side-by-side frame

@@ -246,11 +246,11 @@ def real_clip_landmarks(video: Path, row, max_frames: int | None = None) -> tupl
     With `max_frames`, only the first `max_frames` frames (consecutive, so
     velocities stay frame-to-frame).
     """
-    from stccl.real.published_clips import _role_index
+    from stccl.real.published_clips import SOURCE, row_panels
     from stccl.real.video import read_frames, split_panel
 
     frames, fps = read_frames(video, max_frames=max_frames)
-    panel = split_panel(frames, _role_index(row, "source"), int(row["panel_size"]), int(row["panel_gap"]),
+    panel = split_panel(frames, row_panels(row)[SOURCE], int(row["panel_size"]), int(row["panel_gap"]),
                         source=video)
     return dlib_faces.analyse_frames(panel)["landmarks"], fps
 
