@@ -17,6 +17,9 @@ unless asked to retrain (`force`, `stccl reproduce --retrain`, or `shipped_check
 
 Data fingerprint: for `stccl synth` data its render config and seed (meta.json; the same config and seed
 render the same clips), else the sha256 of the alignment file (a MEAD root).
+
+At about 440 lines this stays one module: publishing, the model card and reuse read and write the same
+file format and the same fingerprints; split, each half would re-state the other's format.
 """
 
 from __future__ import annotations

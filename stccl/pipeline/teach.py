@@ -13,6 +13,9 @@ run, never typed. The paper's numbers and the kit's targets come from
     samples = sample_positions(...)                           # as training draws them
     stage_shapes(feats_a, samples, cfg.T)                     # what each correlation looks like
     patchnce_table(net, cfg.loss, feats_a, feats_b, samples, cfg.T)   # loss vs chance log Q
+
+At about 470 lines this stays one module: it is the notebooks' worked examples and their computed text,
+one helper per notebook step, each small; the notebooks import it under one name.
 """
 
 from __future__ import annotations
