@@ -31,8 +31,8 @@ def test_two_gloo_processes_write_one_run_folder(kind, micro_root, tmp_path):
     proc = _torchrun(cli_args(kind, config, out))
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-6000:]}"
     # rank 0 alone wrote: one config, one log with each step once, one checkpoint (and the metric run its
-    # initial weights), no temp files
-    expected = ["config.json", "metrics.jsonl", CKPT_NAME, *([INIT_CKPT_NAME] if kind == "metric" else [])]
+    # initial weights), the machine record, no temp files
+    expected = ["config.json", "machine.json", "metrics.jsonl", CKPT_NAME, *([INIT_CKPT_NAME] if kind == "metric" else [])]
     assert sorted(p.name for p in out.iterdir()) == sorted(expected)
     assert json.loads((out / "config.json").read_text())["kind"] == kind
     assert [r["step"] for r in records(out)] == [1, 2, 3, 4]
