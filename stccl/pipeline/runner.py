@@ -19,6 +19,7 @@ The notebooks call the package through `stccl.pipeline.steps` (and
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -166,9 +167,7 @@ def execute_notebook(source: Path, output: Path, parameters: dict, progress: boo
 def render_notebook(executed: Path, out_dir: Path) -> Path:
     """The executed notebook as Markdown with its figures as PNG files beside it, so that it reads on a code
     host without running anything: `out_dir/NN_name.md` and `out_dir/NN_name_files/*.png` (replaced whole)."""
-    import shutil
-
-    import nbformat
+    import nbformat  # imported here: only a finished notebook needs them, not `stccl reproduce --dry-run`
     from nbconvert import MarkdownExporter
 
     nb = nbformat.read(executed, as_version=4)
