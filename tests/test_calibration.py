@@ -174,9 +174,9 @@ def test_box_from_eyes_and_mouth_follows_the_face():
 def test_calibrated_preset_is_opt_in_and_gains_the_opening():
     from stccl.data import synth
 
-    for name in ("tiny", "default", "control"):  # existing presets keep the drawn opening
+    for name in ("tiny", "loose", "control"):  # other presets keep the drawn opening
         assert synth.PRESETS[name].speech_open_gain == 1.0
-    cal_cfg, base = synth.make_config("calibrated"), synth.make_config("default")
+    cal_cfg, base = synth.make_config("calibrated"), synth.make_config("loose")
     ph = synth.make_sentence(0, 1, base)
     a = synth.plan_clip(dataclasses.replace(base, rate_range=cal_cfg.rate_range), 0, 0, "neutral", 1, ph).speech
     b = synth.plan_clip(cal_cfg, 0, 0, "neutral", 1, ph).speech

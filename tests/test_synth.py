@@ -268,3 +268,75 @@ def test_shared_motion_render_flag_is_opt_in_and_shares_head_motion_across_emoti
 
     assert gap(s_n, s_s) < 0.005 < gap(p_n, p_s)
     assert s_n.blink.shape == s_n.sentence_time.shape and 0.0 <= s_n.blink.min() <= s_n.blink.max() <= 1.0
+
+
+def _speech(cfg, emotion, actor=0, clip=1):
+    return synth.plan_clip(cfg, 0, actor, emotion, clip, synth.make_sentence(0, clip, cfg)).speech
+
+
+def test_coherence_sets_how_much_speech_the_renditions_share():
+    """Same timing for every emotion, so speech trajectories compare frame by frame."""
+    base = synth.make_config("tiny", emotion_timing=False, emotion_on_mouth=False)
+    full = _speech(base, "neutral")
+    np.testing.assert_array_equal(full, _speech(synth.make_config("tiny", emotion_timing=False,
+                                                                  emotion_on_mouth=False, coherence=1.0), "neutral"))
+    corr = {}
+    for c in (0.0, 0.5, 1.0):
+        cfg = synth.make_config("tiny", emotion_timing=False, emotion_on_mouth=False, coherence=c)
+        rs, amp = [], []
+        for actor in range(3):
+            for clip in range(3):
+                a, b = _speech(cfg, "neutral", actor, clip), _speech(cfg, "happy", actor, clip)
+                rs.append(np.corrcoef(a[:, 0], b[:, 0])[0, 1])  # mouth opening
+                amp.append(a[:, 0].std() / _speech(base, "neutral", actor, clip)[:, 0].std())
+        corr[c] = float(np.mean(rs))
+        # lowering coherence takes away common speech, not the amount of motion
+        assert 0.7 < np.mean(amp) < 1.4, (c, amp)
+    assert corr[1.0] > 0.99 and corr[0.0] < 0.4 and corr[0.0] < corr[0.5] < corr[1.0], corr
+
+
+def test_mix_speech_weights_the_motion_by_square_roots():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4000, 4)) + 1.0, rng.normal(size=(4000, 4)) + 1.0
+    m = synth.mix_speech(a, b, 0.25)
+    assert abs(np.corrcoef(m[:, 1], a[:, 1])[0, 1] - 0.5) < 0.05  # sqrt(0.25)
+    assert abs(m[:, 1].std() - 1.0) < 0.05 and (m[:, [0, 2]] >= 0).all()
+    assert synth.mix_speech(a, b, 1.0) is a
+
+
+@pytest.mark.parametrize("bad", [dict(coherence=1.5), dict(coherence=-0.1), dict(speech_cheeks=-1.0),
+                                 dict(pose_speed=0.0)])
+def test_new_synth_settings_are_validated(bad):
+    with pytest.raises(StcclError, match=next(iter(bad))):
+        synth.make_config("tiny", **bad)
+
+
+def test_default_preset_is_a_tight_face_crop_with_a_large_mouth():
+    """Issue 13: the mouth spans at least 20 % of the crop width; brows and chin are inside the frame."""
+    from stccl.data import face_model as fm
+
+    cfg = synth.make_config("default")
+    names = list(fm.LANDMARKS)
+    for a in range(cfg.n_identities):
+        ident = synth.identity(0, a, f"S{a + 1:03d}")
+        rest = np.zeros((1, 4))
+        _, lm = fm.draw_faces(ident, rest, np.zeros((1, len(fm.EXPRESSION_PARAMS))), np.zeros(1), np.zeros((1, 4)),
+                              64, zoom=cfg.zoom, centre_y=cfg.centre_y, speech_cheeks=cfg.speech_cheeks)
+        p = {n: lm[0, i] for i, n in enumerate(names)}
+        assert (p["mouth_r"][0] - p["mouth_l"][0]) / 64 >= 0.2, a
+        assert p["brow_l_out"][1] > 0 and p["chin"][1] < 64, a
+    loose = synth.make_config("loose")
+    assert loose.zoom < cfg.zoom and loose.noise_std > cfg.noise_std
+
+
+def test_speech_cheeks_move_the_cheeks_with_the_jaw():
+    from stccl.data import face_model as fm
+
+    ident = synth.identity(0, 0, "S001")
+    speech = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 0.2, 0.0, 1.0]])  # mouth closed, then wide open
+    args = (np.zeros((2, len(fm.EXPRESSION_PARAMS))), np.zeros(2), np.zeros((2, 4)), 96)
+    moved = {}
+    for k in (0.0, 1.0):
+        img, _ = fm.draw_faces(ident, speech, *args, zoom=1.65, centre_y=0.28, speech_cheeks=k)
+        moved[k] = float(np.abs(img[1] - img[0]).mean())  # lips, jaw and chin move in both
+    assert moved[1.0] > 1.05 * moved[0.0], moved  # the shadows alone add ~14 % of the change

@@ -318,12 +318,14 @@ class _Canvas:
 
 def draw_faces(ident: Identity, speech: np.ndarray, expr: np.ndarray, blink: np.ndarray, pose: np.ndarray,
                size: int, bg: np.ndarray | None = None, zoom: float = FRAME_ZOOM,
-               centre_y: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+               centre_y: float = 0.0, speech_cheeks: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Draw N frames of one identity.
 
     speech: (N, 4) open, width, round, jaw; expr: (N, len(EXPRESSION_PARAMS));
     blink: (N,) in [0, 1] (1 = closed); pose: (N, 4) rot (rad), tx, ty, log-scale.
     zoom, centre_y: the frame shows [-1, 1] / zoom of the face around (0, centre_y) (see to_pixels).
+    speech_cheeks: gain of the speech motion of the cheeks and nasolabial folds (they drop and stretch
+    with the jaw and move out with the mouth width); 0 keeps them still while the face speaks.
     Returns images (N, H, W, 3) float32 in [0, 1] and landmarks (N, L, 2) in pixels.
     """
     N = len(speech)
@@ -396,12 +398,20 @@ def draw_faces(ident: Identity, speech: np.ndarray, expr: np.ndarray, blink: np.
                        -_ellipse_sd(xs, ys, 0, fy + 0.06 + 0.06 * vol, fw - 0.01, fh + 0.01))
         _paint(iv, _ramp(d, pxf) * (ys < fy - 0.3 * fh), hair)
 
-    # Cheeks: blush that rises with the cheek raise.
+    # Cheeks: blush that rises with the cheek raise (and, with speech_cheeks, drops and stretches with the jaw).
+    k_sp = np.float32(speech_cheeks)
     cheek_a = np.clip(0.10 + 0.35 * ex["cheek"], 0, 0.6)
     blush = np.clip(skin * np.array([1.02, 0.78, 0.78], np.float32), 0, 1)
     for side in (-1, 1):
-        ellipse(side * (ident.eye_gap + 0.03), fy + 0.12 - 0.05 * ex["cheek"], 0.11, 0.075, blush,
+        ellipse(side * (ident.eye_gap + 0.03 + 0.02 * k_sp * sp["width"]),
+                fy + 0.12 - 0.05 * ex["cheek"] + 0.05 * k_sp * jaw, 0.11, 0.075 * (1 + 0.4 * k_sp * jaw), blush,
                 soft=3.0, opacity=cheek_a)
+
+    # Speech cheeks: a soft shadow under each cheekbone that drops and lengthens as the jaw opens.
+    if speech_cheeks > 0:
+        for side in (-1, 1):
+            ellipse(side * (ident.eye_gap + 0.04 + 0.02 * sp["width"]), ident.mouth_y + fy - 0.06 + 0.06 * jaw,
+                    0.08, 0.05 * (1 + 0.8 * jaw), skin * 0.72, soft=4.0, opacity=0.6 * k_sp)
 
     # Eyes: aperture from identity, emotion and blink.
     ey = ident.eye_y + fy
@@ -436,7 +446,8 @@ def draw_faces(ident: Identity, speech: np.ndarray, expr: np.ndarray, blink: np.
     for side in (-1, 1):
         fx = side * (np.max(nw) + 0.02)
         xs, ys, iv = cv.region(fx - 0.1, fx + 0.1, ny - 0.01, ny + 0.23)
-        d = np.abs(_ellipse_sd(xs, ys, side * (nw + 0.02), ny + 0.1, 0.08, 0.11)) - 0.006
+        d = np.abs(_ellipse_sd(xs, ys, side * (nw + 0.02 + 0.02 * k_sp * sp["width"]), ny + 0.1 + 0.03 * k_sp * jaw,
+                               0.08, 0.11 * (1 + 0.3 * k_sp * jaw))) - 0.006
         _paint(iv, _ramp(d, pxf) * fold_a * (np.abs(xs) < np.abs(nw + 0.02)) * (ys > ny), skin * 0.7)
 
     # Mouth: speech sets opening, width, rounding and jaw; the emotion changes them.

@@ -60,7 +60,7 @@ EMOTIONS = ("neutral", "angry", "disgusted", "fear", "happy", "sad", "surprised"
 # Stream tags for np.random.default_rng([seed, TAG, ...]): every random draw is
 # keyed by what it is for, so a clip renders identically in any worker order.
 _TAG_IDENTITY, _TAG_SENTENCE, _TAG_TIMING, _TAG_INTENSITY, _TAG_NOISE, _TAG_RATE = 1, 2, 3, 4, 5, 6
-_TAG_SHARED_MOTION = 7
+_TAG_SHARED_MOTION, _TAG_OWN_SPEECH = 7, 8
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ class SynthConfig:
     pause_jitter: float = 0.4       # log-normal sigma of silences and pauses (rhythm differs most there)
     rate_range: tuple[float, float] = (0.9, 1.1)  # per-actor speaking rate
     pose_jitter: float = 1.0        # scale of head rotation/translation/scale jitter
+    pose_speed: float = 1.0         # scale of its frequencies (real MEAD heads move slowly: see reports/calibration)
     blink_rate: float = 0.35        # blinks per second
     noise_std: float = 0.02         # Gaussian sensor noise (0..1 scale)
     jpeg_quality: int = 85
@@ -98,6 +99,12 @@ class SynthConfig:
                                     # "truth": the path from the known sentence times (exact timing)
     speech_open_gain: float = 1.0   # gain on the speech mouth opening (viseme "open"); the calibrated preset
                                     # raises it to match real MEAD lips (reports/calibration)
+    coherence: float = 1.0          # share of the speech motion's variance that every rendition of a sentence
+                                    # has in common (1: all of it, the paper's premise; 0: none). The rest is
+                                    # each take's own speech: another phoneme of the same kind in each slot,
+                                    # on the same timeline (`mix_speech`)
+    speech_cheeks: float = 0.0      # how far speech moves the cheeks and nasolabial folds with the jaw and
+                                    # the mouth width (0: only lips, jaw and chin outline move)
 
     def validate(self) -> "SynthConfig":
         bad = [e for e in self.emotions if e not in EMOTIONS]
@@ -122,6 +129,12 @@ class SynthConfig:
             raise StcclError(f"synth config: workers must be >= 1, got {self.workers}")
         if self.speech_open_gain < 0:
             raise StcclError(f"synth config: speech_open_gain must be >= 0, got {self.speech_open_gain}")
+        if not (0.0 <= self.coherence <= 1.0):
+            raise StcclError(f"synth config: coherence must be in [0, 1], got {self.coherence}")
+        if self.pose_speed <= 0:
+            raise StcclError(f"synth config: pose_speed must be > 0, got {self.pose_speed}")
+        if self.speech_cheeks < 0:
+            raise StcclError(f"synth config: speech_cheeks must be >= 0, got {self.speech_cheeks}")
         if self.alignment not in ("dtw", "truth"):
             raise StcclError(f"synth config: alignment must be 'dtw' or 'truth', got {self.alignment!r}")
         return self
@@ -130,8 +143,20 @@ class SynthConfig:
 PRESETS: dict[str, SynthConfig] = {
     "tiny": SynthConfig(preset="tiny", size=64, n_identities=8, n_test=2, n_sentences=3, syllables=(3, 5),
                         jpeg_quality=80),
+    # MEAD-like (issue 13): the official crop (the landmark box, brows to chin, enlarged by 10 %) at 112 px,
+    # where the mouth spans 22-30 % of the width; speech moves lips, jaw, chin outline, cheeks and folds;
+    # emotion adds brows, lids, cheeks and mouth corners and rescales the speech opening; each take has
+    # its own timing (aligned by DTW), head motion and blinks. Lips, speaking rate, head motion and blinks
+    # at the `calibrated` preset's levels, head motion slowed (pose_speed); no sensor noise and JPEG 90,
+    # because the real source panels show no frame-to-frame noise (static background: 0.0001 mean abs frame
+    # difference at 64 px vs 0.020 with the old noise_std 0.02; experiments/frame_noise.py).
     "default": SynthConfig(preset="default", size=112, n_identities=15, n_test=3, n_sentences=6,
-                           syllables=(5, 7), jpeg_quality=85),
+                           syllables=(5, 7), zoom=1.65, centre_y=0.28, speech_cheeks=1.0, speech_open_gain=1.8,
+                           rate_range=(0.6, 0.7), pose_jitter=0.35, pose_speed=0.3, blink_rate=0.3,
+                           noise_std=0.0, jpeg_quality=90),
+    # The default preset before issue 13 (loose framing, sensor noise, fast head motion), kept for comparison.
+    "loose": SynthConfig(preset="loose", size=112, n_identities=15, n_test=3, n_sentences=6,
+                         syllables=(5, 7), jpeg_quality=85),
     # Positive control: the paper's premise holds by construction. Neutral and emotional renditions of a
     # sentence share the exact timing and differ only where speech does not move the face (brows, lids,
     # cheeks, nose); no per-take nuisance (head motion, blinks, sensor noise, JPEG artefacts). The crop shows
@@ -251,13 +276,15 @@ def blinks(n: int, rate_per_frame: float, rng: np.random.Generator) -> np.ndarra
     return out[:n]
 
 
-def head_pose(n: int, scale: float, rng: np.random.Generator, t: np.ndarray | None = None) -> np.ndarray:
+def head_pose(n: int, scale: float, rng: np.random.Generator, t: np.ndarray | None = None,
+              speed: float = 1.0) -> np.ndarray:
     """Smooth head jitter (N, 4): rotation (rad), tx, ty, log-scale; two sinusoids per axis.
 
-    `t` (N,): the time of each frame in frames (default 0..N-1)."""
+    `t` (N,): the time of each frame in frames (default 0..N-1); `speed` scales the frequencies
+    (0.01-0.06 cycles per frame at 1, i.e. 0.25-1.5 Hz at 25 fps)."""
     t = (np.arange(n, dtype=np.float64) if t is None else np.asarray(t, np.float64))[:, None, None]  # (N, 1, 1)
     amp = np.array([0.05, 0.025, 0.02, 0.025])[None, :, None] * scale  # (1, 4, 1)
-    freq = rng.uniform(0.01, 0.06, (1, 4, 2))
+    freq = rng.uniform(0.01, 0.06, (1, 4, 2)) * speed
     phase = rng.uniform(0, 2 * np.pi, (1, 4, 2))
     weight = rng.uniform(0.3, 1.0, (1, 4, 2))
     return (amp * weight * np.sin(2 * np.pi * freq * t + phase)).sum(-1) / 1.3  # (N, 4)
@@ -274,7 +301,7 @@ def shared_motion(s: np.ndarray, phonemes: list[str], cfg: SynthConfig, seed: in
     rng = _rng(seed, _TAG_SHARED_MOTION, actor_idx, clip)
     unit = float(np.mean([fm.PHONEMES[p][1] for p in phonemes]))
     t = s * unit  # (N,) reference frames
-    pose = head_pose(len(s), cfg.pose_jitter, rng, t)
+    pose = head_pose(len(s), cfg.pose_jitter, rng, t, cfg.pose_speed)
     shape = np.array([0.45, 1.0, 0.8, 0.4, 0.1])
     n_ref = int(np.ceil(len(phonemes) * unit))
     onsets = np.flatnonzero(rng.random(n_ref) < cfg.blink_rate / cfg.fps).astype(np.float64)  # (K,)
@@ -292,6 +319,29 @@ def clip_expression(cfg: SynthConfig, emotion: str, intensity: int) -> fm.Expres
     return expr
 
 
+def own_phonemes(phonemes: list[str], rng: np.random.Generator) -> list[str]:
+    """A take's own phoneme string on the sentence's slots: every spoken phoneme replaced by a random one
+    (vowel or consonant), pauses kept where they are (same timeline, other content)."""
+    spoken = fm.VOWELS + fm.CONSONANTS
+    return [p if fm.PHONEMES[p][0] == "sil" else str(rng.choice(spoken)) for p in phonemes]
+
+
+def mix_speech(shared: np.ndarray, own: np.ndarray, coherence: float) -> np.ndarray:
+    """Speech parameters (N, 4) whose motion is `coherence` shared and 1 - coherence the take's own.
+
+    Motion about each clip's mean is mixed with weights sqrt(c) and sqrt(1 - c), so two renditions that
+    share `shared` have a correlation of c between their motions while the amplitude (variance) stays that
+    of one trajectory: lowering c removes common speech without making the mouth move less.
+    """
+    c = float(coherence)
+    if c >= 1.0:
+        return shared
+    ms, mo = shared.mean(0, keepdims=True), own.mean(0, keepdims=True)
+    mixed = c * ms + (1 - c) * mo + np.sqrt(c) * (shared - ms) + np.sqrt(1 - c) * (own - mo)
+    mixed[:, [0, 2]] = np.clip(mixed[:, [0, 2]], 0.0, None)  # opening and rounding are not negative
+    return mixed
+
+
 def plan_clip(cfg: SynthConfig, seed: int, actor_idx: int, emotion: str, clip: int,
               phonemes: list[str]) -> ClipPlan:
     intensity = clip_intensity(seed, cfg, actor_idx, emotion, clip)
@@ -306,14 +356,18 @@ def plan_clip(cfg: SynthConfig, seed: int, actor_idx: int, emotion: str, clip: i
         rng = _rng(seed, _TAG_TIMING, actor_idx, EMOTIONS.index(emotion), clip)
     s = sentence_time_of_frames(durations)
     visemes = [fm.PHONEMES[p][0] for p in phonemes]
+    speech = fm.speech_trajectory(visemes, s)  # (N, 4)
+    if cfg.coherence < 1.0:
+        mine = own_phonemes(phonemes, _rng(seed, _TAG_OWN_SPEECH, actor_idx, EMOTIONS.index(emotion), clip))
+        speech = mix_speech(speech, fm.speech_trajectory([fm.PHONEMES[p][0] for p in mine], s), cfg.coherence)
     n = len(s)
-    blink, pose = blinks(n, cfg.blink_rate / cfg.fps, rng), head_pose(n, cfg.pose_jitter, rng)
+    blink, pose = blinks(n, cfg.blink_rate / cfg.fps, rng), head_pose(n, cfg.pose_jitter, rng, speed=cfg.pose_speed)
     if cfg.shared_motion:
         pose, blink = shared_motion(s, phonemes, cfg, seed, actor_idx, clip)
     return ClipPlan(
         sentence_time=s,
         phoneme_idx=np.floor(s).astype(np.int64),
-        speech=fm.speech_trajectory(visemes, s) * np.array([cfg.speech_open_gain, 1.0, 1.0, 1.0]),
+        speech=speech * np.array([cfg.speech_open_gain, 1.0, 1.0, 1.0]),
         expr=np.repeat(expr.vector()[None], n, 0),
         blink=blink,
         pose=pose,
@@ -368,7 +422,7 @@ def _render_clip(job: dict) -> dict:
     ident = identity(seed, a_idx, actor)
     plan = plan_clip(cfg, seed, a_idx, emotion, clip, job["phonemes"])
     img, lm = fm.draw_faces(ident, plan.speech, plan.expr, plan.blink, plan.pose, cfg.size,
-                            zoom=cfg.zoom, centre_y=cfg.centre_y)  # (N, H, W, 3)
+                            zoom=cfg.zoom, centre_y=cfg.centre_y, speech_cheeks=cfg.speech_cheeks)  # (N, H, W, 3)
     rng = _rng(seed, _TAG_NOISE, a_idx, EMOTIONS.index(emotion), clip)
     # Sensor noise: every frame takes a random crop of one noise field drawn per clip, which looks
     # independent frame to frame and costs a fraction of drawing fresh noise for every pixel.
@@ -702,7 +756,7 @@ def render_target(root: str | os.PathLike, actor: str, clip: int, emotion: str, 
     expr = np.repeat(clip_expression(cfg, emotion, intensity).vector()[None], len(rows), 0)
     pose = rows[["pose_rot", "pose_tx", "pose_ty", "pose_log_scale"]].to_numpy(np.float64)  # (N, 4)
     img, _ = fm.draw_faces(ident, speech, expr, rows["blink"].to_numpy(np.float64), pose, cfg.size,
-                           zoom=cfg.zoom, centre_y=cfg.centre_y)
+                           zoom=cfg.zoom, centre_y=cfg.centre_y, speech_cheeks=cfg.speech_cheeks)
     return np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
