@@ -156,11 +156,15 @@ def test_the_named_factors_reach_the_trainers(resolved):
     m = {n: p["metric"] for n, p in points.items()}
     assert m["tau_0.05"].loss.tau == 0.05 and m["tau_0.1"].loss.tau == 0.1 and d.loss.tau not in (0.05, 0.1)
     assert m["T_3"].T == 3 and m["T_7"].T == 7 and d.T not in (3, 7)
-    assert m["lambdaT_1"].loss.lambda_T == 1.0 and d.loss.lambda_T != 1.0
     assert m["no_adaptive"].loss.adaptive is False and d.loss.adaptive is True
-    assert (m["spatial_only"].loss.use_spatial, m["spatial_only"].loss.use_temporal) == (True, False)
+    # the default objective is the positive control's: spatial terms, mismatched negatives (issue 13)
+    assert (d.loss.use_spatial, d.loss.use_temporal, d.loss.spatial_negatives) == (True, False, "mismatched")
+    assert (m["paper_joint"].loss.use_temporal, m["paper_joint"].loss.spatial_negatives) == (True, "frame")
+    assert (m["joint_mismatched"].loss.use_temporal, m["joint_mismatched"].loss.spatial_negatives) == \
+        (True, "mismatched")
+    assert m["lambdaT_1"].loss.lambda_T == 1.0 and d.loss.lambda_T != 1.0 and m["lambdaT_1"].loss.use_temporal
+    assert m["frame_negatives"].loss.spatial_negatives == "frame" and not m["frame_negatives"].loss.use_temporal
     assert (m["temporal_only"].loss.use_spatial, m["temporal_only"].loss.use_temporal) == (False, True)
-    assert d.loss.use_spatial and d.loss.use_temporal
     assert points["cm"]["spfem"].stccl_variant == "cm" and points["default"]["spfem"].stccl_variant == "vd"
     assert points["no_stccl"]["spfem"].stccl is False
 
@@ -180,7 +184,7 @@ def test_the_row_records_the_point_and_the_settings_both_stages_used(resolved):
         assert row["spfem_clip_frames"] == spfem.clip_frames, name
         if metric is None:
             assert row["metric_run"] == "", name
-            for key in ("metric_T", "metric_lambda_T", "metric_tau", "metric_terms", "metric_adaptive",
+            for key in ("metric_T", "metric_lambda_T", "metric_tau", "metric_terms", "metric_negatives", "metric_adaptive",
                         "spfem_stccl_lambda_S", "spfem_stccl_lambda_T", "spfem_lambda_stccl"):
                 assert row[key] == "", (name, key)
             continue
@@ -191,9 +195,11 @@ def test_the_row_records_the_point_and_the_settings_both_stages_used(resolved):
         assert (row["metric_T"], row["metric_lambda_T"], row["metric_tau"], row["metric_terms"],
                 row["metric_adaptive"]) == (metric.T, metric.loss.lambda_T, metric.loss.tau, terms,
                                             metric.loss.adaptive), name
-    assert points["spatial_only"]["row"]["metric_terms"] == "S"
+    assert points["paper_joint"]["row"]["metric_terms"] == "S+T"
     assert points["temporal_only"]["row"]["metric_terms"] == "T"
-    assert points["default"]["row"]["metric_terms"] == "S+T"
+    assert points["default"]["row"]["metric_terms"] == "S"
+    assert (points["default"]["row"]["metric_negatives"], points["paper_joint"]["row"]["metric_negatives"]) == \
+        ("mismatched", "frame")
     # the row file on disk is the returned row
     for name, p in points.items():
         assert json.loads(p["row_file"].read_text()) == json.loads(json.dumps(p["row"])), name

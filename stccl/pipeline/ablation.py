@@ -45,13 +45,14 @@ def settings_used(params: ReproduceParams, paths: Paths, run: AblationRun, varia
     extra = {k: v for k, v in run.spfem.items() if k != "variant"}
     scfg = spfem_config(params, paths, variant, a.seed, metric_ckpt, extra, a.spfem_steps)
     out: dict = {"metric_T": "", "metric_lambda_T": "", "metric_tau": "", "metric_terms": "",
-                 "metric_adaptive": "", "spfem_clip_frames": scfg.clip_frames, "spfem_stccl_lambda_S": "",
+                 "metric_negatives": "", "metric_adaptive": "", "spfem_clip_frames": scfg.clip_frames, "spfem_stccl_lambda_S": "",
                  "spfem_stccl_lambda_T": "", "spfem_lambda_stccl": ""}
     if variant != "baseline":
         mcfg = metric_config(params, paths, dict(run.metric), a.metric_steps)
         loss = mcfg.loss
         out.update(metric_T=mcfg.T, metric_lambda_T=loss.lambda_T, metric_tau=loss.tau,
                    metric_terms="+".join(t for t, on in (("S", loss.use_spatial), ("T", loss.use_temporal)) if on),
+                   metric_negatives=loss.spatial_negatives if loss.use_spatial else "",
                    metric_adaptive=loss.adaptive, spfem_stccl_lambda_S=scfg.stccl_lambda_S,
                    spfem_stccl_lambda_T=scfg.stccl_lambda_T, spfem_lambda_stccl=scfg.lambda_stccl)
     return out
