@@ -142,3 +142,20 @@ def test_build_report_smoke_prints_no_verdicts(tmp_path, preset):
     # the results table sits above the sections, and no section cites files outside the repository
     assert text.index("## Results against the paper") < text.index("## 1. Data")
     assert "SPEC" not in text
+
+
+def test_premise_table_reads_the_untrained_per_query_rows_only():
+    from stccl.pipeline.report import premise_table
+
+    rows = []
+    for when, base in (("before", 0.5), ("after", 0.9)):
+        for measure in ("per_query", "official"):
+            for kind, paper in (("spatial", (0.48, 0.02)), ("temporal", (0.52, 0.01))):
+                rows.append({"when": when, "measure": measure, "variant": "vd", "kind": kind,
+                             "pos": base + (0.01 if measure == "official" else 0.0), "pos_sd": 0.01,
+                             "neg": 0.1, "neg_sd": 0.0, "pos_mismatched": base - 0.2, "pos_mismatched_sd": 0.02,
+                             "gap": 0.2, "gap_sd": 0.03, "paper_pos": paper[0], "paper_neg": paper[1]})
+    t = premise_table(pd.DataFrame(rows))
+    assert list(t["kind"]) == ["spatial", "temporal"] and set(t["variant"]) == {"VD"}
+    assert t["corresponding"].iloc[0].startswith("0.500") and t["mismatched pair (control)"].iloc[0].startswith("0.300")
+    assert list(t["paper corresponding"]) == ["0.48", "0.52"] and list(t["paper non-corresponding"]) == ["0.02", "0.01"]

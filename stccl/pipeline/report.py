@@ -363,6 +363,7 @@ def _metric_section(params: ReproduceParams, paths: Paths, fig_out: Callable[[An
         if not check_only:
             text += [pos_neg_verdict(pn, ct), ""]
     if ct is not None:
+        text += _premise_text(ct, out, fig_out)
         write_table(ct, out / "controls")
         text += ["### Every positive beside its mismatched-pair control", "",
                  "`pos` compares a query with its matched key, `pos_mismatched` with the key of a mismatched pair "
@@ -374,6 +375,49 @@ def _metric_section(params: ReproduceParams, paths: Paths, fig_out: Callable[[An
             text += [control_verdict(ct), ""]
     elif not (rd / "pos_neg.csv").is_file():
         text += ["Not run (no diagnose outputs).", ""]
+    return text
+
+
+def premise_table(ct: pd.DataFrame) -> pd.DataFrame:
+    """The paper's premise measured before any learning (its figure, part a), from the controls table.
+
+    One row per variant and kind (per-query measure, untrained network, held-out pairs): the similarity of
+    corresponding regions (`pos`), of non-corresponding regions (`neg`), of corresponding regions of a
+    mismatched pair (same face, other sentence), and the gap matched - mismatched, beside the paper's values.
+    """
+    before = ct[(ct["when"] == "before") & (ct["measure"] == "per_query")]
+    rows = []
+    for r in before.itertuples():
+        rows.append({"variant": r.variant.upper(), "kind": r.kind,
+                     "corresponding": fmt_sd(r.pos, r.pos_sd, 3), "non-corresponding": fmt_sd(r.neg, r.neg_sd, 3),
+                     "mismatched pair (control)": fmt_sd(r.pos_mismatched, r.pos_mismatched_sd, 3),
+                     "gap": fmt_sd(r.gap, r.gap_sd, 3),
+                     "paper corresponding": fmt(r.paper_pos, 2), "paper non-corresponding": fmt(r.paper_neg, 2)})
+    return pd.DataFrame(rows)
+
+
+def _premise_text(ct: pd.DataFrame, out: Path, fig_out: Callable[[Any, str], str]) -> list[str]:
+    """The premise table and, where `experiments/coherence_sweep.py` has run, its figure and table."""
+    table = premise_table(ct)
+    if not len(table):
+        return []
+    write_table(table, out / "premise")
+    text = ["### The premise before learning", "",
+            "The paper's figure (a): before any metric learning, the correlation of corresponding regions of a "
+            "neutral and an emotional frame is similar (0.48 spatial, 0.52 temporal) and that of non-corresponding "
+            "regions is not (0.02 / 0.01). The same measure on this data, with the untrained network, beside the "
+            "control the figure lacks: corresponding regions of a mismatched pair (same face, another sentence). "
+            "A premise that the data carries shows as corresponding > mismatched, i.e. a positive gap "
+            "(`premise.csv`).", "", markdown(table), ""]
+    sweep_dir = out.parent / "coherence"  # reports/coherence beside reports/<stem>
+    sweep = sweep_dir / "coherence_sweep.png"
+    if sweep.is_file() and (sweep_dir / "table.md").is_file():
+        shutil.copyfile(sweep, out / "figures" / "coherence_sweep.png")
+        text += ["### How the learned gap depends on shared speech (coherence sweep)", "",
+                 f"From `{sweep_dir}` (`experiments/coherence_sweep.py`, small data sets of this preset at "
+                 "five `coherence` levels, the default metric config for a fixed number of steps):", "",
+                 (sweep_dir / "table.md").read_text().strip(), "",
+                 "![coherence sweep](figures/coherence_sweep.png)", ""]
     return text
 
 
