@@ -148,8 +148,8 @@ PRESETS: dict[str, SynthConfig] = {
     # emotion adds brows, lids, cheeks and mouth corners and rescales the speech opening; each take has
     # its own timing (aligned by DTW), head motion and blinks. Lips, speaking rate, head motion and blinks
     # at the `calibrated` preset's levels, head motion slowed (pose_speed); no sensor noise and JPEG 90,
-    # because the real source panels show no frame-to-frame noise (static background: 0.0001 mean abs frame
-    # difference at 64 px vs 0.020 with the old noise_std 0.02; experiments/frame_noise.py).
+    # because the real source panels show none (static corner: 0.0001 mean abs frame difference at 64 px, vs
+    # 0.0008 here and 0.014 for the old default; reports/calibration/frame_noise.md, experiments/frame_noise.py).
     "default": SynthConfig(preset="default", size=112, n_identities=15, n_test=3, n_sentences=6,
                            syllables=(5, 7), zoom=1.65, centre_y=0.28, speech_cheeks=1.0, speech_open_gain=1.8,
                            rate_range=(0.6, 0.7), pose_jitter=0.35, pose_speed=0.3, blink_rate=0.3,
