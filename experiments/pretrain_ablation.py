@@ -111,9 +111,10 @@ def figure(rows: list[dict], path: Path, title: str) -> None:
             ax.set_title(f"{measure}: {'matched similarity (pos)' if name == 'pos' else 'gap = pos - pos_mismatched'}",
                          fontsize=10)
             ax.set_xticks(x, [f"{v.upper()} {k}" for v, k in groups])
-    axes[0, 0].legend(fontsize=8, loc="lower left")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
