@@ -124,7 +124,11 @@ def data_fingerprint(data_root: str | Path, align_path: str | Path | None = None
 
 def training_key(cfg: dict) -> dict:
     """The part of a run config (config.json form) that decides the trained weights."""
-    return {k: v for k, v in json_roundtrip(cfg).items() if k not in NOT_TRAINING}
+    key = {k: v for k, v in json_roundtrip(cfg).items() if k not in NOT_TRAINING}
+    if key.get("kind") == "metric" and isinstance(key.get("net"), dict):
+        # configs written before net.init existed trained from scratch: the same weights as init "scratch"
+        key["net"] = {"init": "scratch", **key["net"]}
+    return key
 
 
 def stccl_weights(cfg: dict) -> str | None:
@@ -275,7 +279,7 @@ def _config_summary(cfg: dict) -> str:
         stop = (f"max_steps {cfg.get('max_steps')}" if cfg.get("max_steps") else f"epochs {cfg.get('epochs')}")
         if cfg.get("max_minutes"):
             stop += f", max_minutes {cfg.get('max_minutes')}"
-        return (f"arch {cfg.get('net', {}).get('arch')}, size {cfg.get('size') or 'as stored'}, T {cfg.get('T')}, "
+        return (f"arch {cfg.get('net', {}).get('arch')} (init {cfg.get('net', {}).get('init', 'scratch')}), size {cfg.get('size') or 'as stored'}, T {cfg.get('T')}, "
                 f"batch {cfg.get('batch_size')}, lr {cfg.get('lr')}, loss {loss.get('variant')} (lambda_T "
                 f"{loss.get('lambda_T')}, tau {loss.get('tau')}, adaptive {loss.get('adaptive')}, spatial samples "
                 f"{loss.get('spatial_samples')}, temporal factor {loss.get('temporal_factor')}), {stop}, "

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("stccl.data.synth", "render the embedded synthetic paired talking-face dataset"),
     "pairs": ("stccl.data.mead", "summarise an alignment file (actors, pairs, windows per split)"),
     "train-metric": ("stccl.core.train_metric", "train the STCCL metric network"),
+    "pretrain-backbone": ("stccl.core.pretrain", "pretrain the metric's IResNet on identity classification (ArcFace margin)"),
     "diagnose": ("stccl.core.diagnose", "pos/neg cosine similarity of spatial and temporal correlations"),
     "train-spfem": ("stccl.spfem.train", "train the SPFEM generator, with or without STCCL"),
     "aux-nets": ("stccl.spfem.aux_nets", "train the frozen auxiliary nets (emotion, identity, mouth) ahead of time"),

@@ -28,9 +28,28 @@ class MetricNetConfig:
     head_activation: str = "relu"  # "relu" (the paper); "tanh": an odd head, g(-d) = -g(d), so a disparity
                                    # and its reverse point opposite ways and unrelated disparities do not
                                    # share the positive cone a bias-free ReLU head maps them into
+    init: str = "scratch"  # backbone weights metric training starts from: "scratch" (the reference's
+                           # metric training), "pretrained:PATH" (a `stccl pretrain-backbone` checkpoint, as the
+                           # official temporal script starts from one) or "insightface:PATH" (an arcface_torch
+                           # IResNet state dict). Applied by train_metric (stccl.core.pretrain.apply_init), not
+                           # here: a trained checkpoint rebuilds its net without needing PATH.
+
+    def __post_init__(self):
+        parse_init(self.init)
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+INIT_KINDS = ("scratch", "pretrained", "insightface")
+
+
+def parse_init(spec: str) -> tuple[str, str]:
+    """"scratch" -> ("scratch", ""); "pretrained:PATH" / "insightface:PATH" -> (kind, PATH). ValueError otherwise."""
+    kind, sep, path = str(spec).partition(":")
+    if kind == "scratch" and not sep:
+        return kind, ""
+    if kind in INIT_KINDS[1:] and path.strip():
+        return kind, path.strip()
+    raise ValueError(f"net.init must be 'scratch', 'pretrained:PATH' or 'insightface:PATH', got {spec!r}")
 
 
 class ProjectionHead(nn.Module):

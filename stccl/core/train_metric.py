@@ -19,7 +19,9 @@ config + step + optimiser + RNG), written atomically. Each logged line has,
 per term, the loss value (adaptive weights normalised to mean 1 per group, see
 stccl.core.losses.patch_nce), `<term>_ce` (the unweighted cross-entropy) and
 `<term>_chance` (sum over stages of log Q: the value of a metric that cannot
-tell its positive from its negatives). The data order is a function of (seed, epoch) and the RNG
+tell its positive from its negatives). `net.init` (scratch | pretrained:PATH | insightface:PATH, see
+stccl.core.pretrain.apply_init) says where the backbone's starting weights come from; it is kept in
+config.json and, with what was loaded, in every checkpoint's extra["init"]. The data order is a function of (seed, epoch) and the RNG
 state is checkpointed, so `--resume` continues with exactly the batches and
 sampled positions an uninterrupted run would use. Under torchrun with
 WORLD_SIZE > 1 the objective is wrapped in DistributedDataParallel, each rank
@@ -47,6 +49,7 @@ from stccl.core.frozen import autocast_context
 from stccl.io import StcclError, resolve_device, seed_everything, to_json
 from stccl.core.losses import STCCLOptions, combine, stccl_terms
 from stccl.core.metric_net import MetricNet, MetricNetConfig
+from stccl.core.pretrain import apply_init, held_out_actors
 from stccl.data.mead import PairedWindowDataset
 from stccl.runs import RunDir, check_finite, set_rng_state
 
@@ -161,6 +164,9 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
                              f"{cfg.batch_size} x {info.world_size} rank(s); lower batch_size")
         total = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * spe
         net = MetricNet(cfg.net).to(device)
+        # net.init: scratch, or backbone weights from a file (errors name it); before DDP copies rank 0's weights
+        init_record = apply_init(net.backbone, cfg.net.init, cfg.net.arch, tuple(dataset[0]["neutral"].shape[-2:]),
+                                 held_out_actors(cfg.data_root, dataset.test_actors))
         objective = MetricObjective(net, cfg.loss, cfg.symmetric, cfg.amp)
         optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         autocast_context(cfg.amp, device)  # fails here, naming the option, if amp does not fit the device
@@ -175,6 +181,7 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
             set_rng_state(ckpt["rng"])
             if scaler.is_enabled() and "scaler" in ckpt.get("extra", {}):
                 scaler.load_state_dict(ckpt["extra"]["scaler"])
+            init_record = ckpt.get("extra", {}).get("init", init_record)
         model = objective
         if info.enabled:
             model = nn.parallel.DistributedDataParallel(
@@ -183,7 +190,7 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
         shapes = _stage_shapes(net, tuple(frame))
         end = min(total, stop_at_step) if stop_at_step is not None else total
         if ckpt is None:  # the run's own starting point, for before/after comparisons
-            run.save(0, net, None, name=INIT_CKPT_NAME)
+            run.save(0, net, None, name=INIT_CKPT_NAME, extra={"init": init_record})
         started = time.time()
         last: dict = {}
         bar = tqdm(total=end, initial=step, desc="train-metric", unit="step", file=sys.stderr,
@@ -222,7 +229,7 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
                     bar.set_postfix(loss=f"{last['loss']:.3f}")
                 stopped_by_time = cfg.max_minutes > 0 and time.time() - started > 60 * cfg.max_minutes
                 if step % cfg.ckpt_every == 0 or step == end or stopped_by_time:
-                    extra = {"epoch": epoch, "steps_per_epoch": spe}
+                    extra = {"epoch": epoch, "steps_per_epoch": spe, "init": init_record}
                     if scaler.is_enabled():
                         extra["scaler"] = scaler.state_dict()
                     run.save(step, net, optimizer, extra=extra)
@@ -231,7 +238,7 @@ def train_metric(cfg: MetricTrainConfig, out: str | Path, resume: bool = False, 
         bar.close()
         barrier(info)
         return {"run": str(run.path), "step": step, "total_steps": total, "steps_per_epoch": spe,
-                "train_windows": len(dataset), "stopped_by_time": stopped_by_time,
+                "train_windows": len(dataset), "stopped_by_time": stopped_by_time, "init": cfg.net.init,
                 "minutes": round((time.time() - started) / 60, 2), **{f"last_{k}": v for k, v in last.items()}}
     finally:
         cleanup(info)
