@@ -891,8 +891,9 @@ def _rvp_ablation_rows(rd: Path, link) -> list[dict]:
         return []
     r0 = float(ref["mouth_l1"].iloc[0])
     rows = []
-    for name, part in (("no_stccl", "STCCL"), ("spatial_only", "the temporal term"),
-                       ("temporal_only", "the spatial term"), ("no_adaptive", "the adaptive weighting")):
+    for name, part in (("no_stccl", "STCCL"), ("frame_negatives", "the mismatched spatial negatives"),
+                       ("temporal_only", "the spatial terms (temporal terms instead)"),
+                       ("no_adaptive", "the adaptive weighting")):
         hit = ab[ab["run"] == name]
         if not len(hit):
             continue
