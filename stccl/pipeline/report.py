@@ -42,6 +42,7 @@ from stccl.pipeline.figures import (SATURATION, TARGET_GAP, TARGET_NEG, TARGET_P
                                     spfem_comparison_figure, spfem_training_figure, weight_map_sentence,
                                     weight_map_summary, write_table)
 from stccl.pipeline.params import Paths, ReproduceParams
+from stccl.pipeline.spfem_targets import METRICS as SPFEM_TARGET_METRICS
 from stccl.pipeline.spfem_targets import YARDSTICK_K as SPFEM_TARGETS_K
 from stccl.pipeline.spfem_targets import comparison_markdown, spfem_comparison, target_verdicts, verdicts_markdown
 from stccl.spfem.evaluate import SUMMARY_METRICS
@@ -483,6 +484,9 @@ def spfem_target_tables(table: pd.DataFrame, out: Path, check_only: bool = False
     Writes spfem_targets_comparison.{csv,md} and (unless a pipeline check) spfem_target_verdicts.{csv,md} into
     the report folder; returns the REPORT.md lines. Computed by `stccl.pipeline.spfem_targets` from the table.
     """
+    missing = [f"{m}_mean" for m in SPFEM_TARGET_METRICS if f"{m}_mean" not in table]
+    if missing:  # a comparison saved before SSIM was part of every evaluation
+        return ["### Targets of issue 14", "", f"Not computed: the comparison table lacks {', '.join(missing)}.", ""]
     comp = spfem_comparison(table)
     atomic_write_csv(out / "spfem_targets_comparison.csv", comp)
     atomic_write_text(out / "spfem_targets_comparison.md", comparison_markdown(comp))
