@@ -135,6 +135,19 @@ def test_warp_residual_is_bounded_masked_and_returns_its_parts():
     assert G.code_to_map.weight.grad.abs().sum() > 0 and G.flow_head.weight.grad.abs().sum() > 0
 
 
+def test_pooled_residual_is_smooth():
+    torch.manual_seed(0)
+    x = _clip(B=1, S=32)
+    rough = {}
+    for pool in (1, 4):
+        G = Generator(GeneratorConfig(base_channels=8, num_down=1, num_res=1, code_dim=16, output="warp_residual",
+                                      residual_pool=pool))
+        torch.nn.init.normal_(G.head[-1].weight, std=2.0)   # a large, per-pixel residual
+        d = (G(x, emotion=torch.tensor([1])) - x)[0, 0]     # (3, H, W): the residual (zero displacement at init)
+        rough[pool] = float((d[:, :, 1:] - d[:, :, :-1]).abs().mean() / d.abs().mean())
+    assert rough[4] < 0.5 * rough[1]   # neighbouring pixels change together when pooled
+
+
 @pytest.mark.parametrize("output", ["warp", "warp_residual"])
 def test_edit_size_penalties_enter_the_generator_loss(output):
     torch.manual_seed(0)
