@@ -98,7 +98,7 @@ class ReproduceParams:
     spfem_steps: int | None = None
     spfem_set: dict = field(default_factory=dict)
     variants: tuple[str, ...] = VARIANTS       # baseline, edit-less control, +STCCL (VD), +STCCL (CM)
-    weak_emotion_cls_factor: float = 0.5       # the control's lambda_cls = this x the SPFEM config's lambda_cls
+    weak_emotion_cls_factor: float = 0.75      # the control's lambda_cls = this x the SPFEM config's (params/default.yaml)
     eval: EvalOptions = field(default_factory=EvalOptions)   # how every SPFEM run is evaluated
     diagnose_split: str = "test"
     diagnose_batches: int = 20                 # batches of windows averaged by the diagnostic
