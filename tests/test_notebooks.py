@@ -115,15 +115,21 @@ def test_03_train_metric(smoke):
 def test_04_train_spfem(smoke):
     _, paths = smoke
     v = _values(paths, "04_train_spfem")
-    assert set(v) == {"baseline_s0", "vd_s0", "cm_s0"}
+    assert set(v) == {"baseline_s0", "weak_emotion_s0", "vd_s0", "cm_s0"}
     for scores in v.values():
         assert 0.0 <= scores["emotion_acc"] <= 1.0
         assert -1.0 <= scores["csim"] <= 1.0
         assert 0.0 <= scores["mouth_l1"] <= 1.0 and scores["fad"] >= 0.0
     table = pd.read_csv(paths.run_dir / "spfem_comparison.csv")
-    assert list(table["variant"]) == ["baseline", "vd", "cm", "copy"]
+    assert list(table["variant"]) == ["baseline", "weak_emotion", "vd", "cm", "copy"]
     ev = json.loads((paths.spfem_run("vd", 0) / "eval.json").read_text())
     assert ev["stccl"] is True and ev["stccl_variant"] == "vd" and ev["steps"] == 2
+    # the edit-less control: the baseline without STCCL, its emotion loss scaled by weak_emotion_cls_factor
+    cfgs = {v: json.loads((paths.spfem_run(v, 0) / "config.json").read_text()) for v in ("baseline", "weak_emotion")}
+    factor = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())["weak_emotion_cls_factor"]
+    assert cfgs["weak_emotion"]["stccl"] is False
+    assert cfgs["weak_emotion"]["lambda_cls"] == pytest.approx(factor * cfgs["baseline"]["lambda_cls"])
+    assert cfgs["weak_emotion"]["lambda_cls"] < cfgs["baseline"]["lambda_cls"]
 
 
 def test_05_ablations(smoke):
@@ -152,6 +158,10 @@ def test_06_report(smoke):
     # the smoke preset checks the pipeline only: tables and figures, no verdicts (issue 15)
     assert "**Pipeline check only.**" in report and "**Target" not in report and "**Control" not in report
     assert "pipeline check only, no verdicts" in (paths.report_dir / "results_vs_paper.md").read_text()
+    # issue 14: the comparison (copy, baseline, edit-less control, +VD, +CM) is written, its verdicts are not
+    comp = pd.read_csv(paths.report_dir / "spfem_targets_comparison.csv")
+    assert list(comp["variant"]) == ["copy", "baseline", "weak_emotion", "vd", "cm"]
+    assert not (paths.report_dir / "spfem_target_verdicts.csv").exists()
     html = (paths.report_dir / "REPORT.html").read_text()
     assert "<table>" in html and 'src="figures/pos_neg.png"' in html
     # numbers in the text are the saved ones

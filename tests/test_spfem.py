@@ -118,6 +118,56 @@ def test_per_emotion_warp_moves_pixels_by_label_only():
     assert G.code_to_flow.weight.grad.abs().sum() > 0
 
 
+def test_warp_residual_is_bounded_masked_and_returns_its_parts():
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(base_channels=8, num_down=1, num_res=1, code_dim=16, output="warp_residual", code_map=4,
+                          max_residual=0.1)
+    G = Generator(cfg)
+    torch.nn.init.normal_(G.code_to_map.weight, std=5.0)   # a large residual and mask wherever possible
+    x = _clip(B=2)
+    y, aux = G(x, emotion=torch.tensor([1, 2]), return_aux=True)
+    assert aux["mask"].shape == (2, 3, 1, 32, 32) and aux["flow"].shape[1] == 2
+    # zero displacement at init: the output is the input plus at most max_residual per channel, under the mask
+    d = (y - x).abs()
+    assert float(d.max()) <= cfg.max_residual + 1e-5 and float(d.max()) > 1e-3
+    assert torch.all(d <= aux["mask"] * cfg.max_residual + 1e-5)
+    (y.mean() + aux["mask"].mean()).backward()
+    assert G.code_to_map.weight.grad.abs().sum() > 0 and G.flow_head.weight.grad.abs().sum() > 0
+
+
+def test_pooled_residual_is_smooth():
+    torch.manual_seed(0)
+    x = _clip(B=1, S=32)
+    rough = {}
+    for pool in (1, 4):
+        G = Generator(GeneratorConfig(base_channels=8, num_down=1, num_res=1, code_dim=16, output="warp_residual",
+                                      residual_pool=pool))
+        torch.nn.init.normal_(G.head[-1].weight, std=2.0)   # a large, per-pixel residual
+        d = (G(x, emotion=torch.tensor([1])) - x)[0, 0]     # (3, H, W): the residual (zero displacement at init)
+        rough[pool] = float((d[:, :, 1:] - d[:, :, :-1]).abs().mean() / d.abs().mean())
+    assert rough[4] < 0.5 * rough[1]   # neighbouring pixels change together when pooled
+
+
+@pytest.mark.parametrize("output", ["warp", "warp_residual"])
+def test_edit_size_penalties_enter_the_generator_loss(output):
+    torch.manual_seed(0)
+    g = GeneratorConfig(base_channels=8, num_down=1, num_res=1, code_dim=16, output=output, code_map=4)
+    emo = EmotionClassifier(NET_SPECS["emotion_train"]).eval().requires_grad_(False)
+    ident = IdentityEmbedder(NET_SPECS["identity_train"], 3).eval().requires_grad_(False)
+    x = _clip(B=1, T=3, S=64, seed=3)
+    totals = {}
+    for lm in (0.0, 5.0):
+        cfg = SpfemConfig(generator=g, discriminator=SMALL_D, lambda_mask=lm, lambda_flow=lm)
+        torch.manual_seed(0)
+        G, D = Generator(g), PatchDiscriminator(SMALL_D)
+        torch.nn.init.normal_(G.code_to_flow.weight, std=1.0)   # a non-zero displacement
+        totals[lm], parts, _ = SpfemLosses(cfg, emo, ident).generator_loss(G, D, x, torch.tensor([0]),
+                                                                           torch.tensor([4]))
+    assert ("mask" in parts) == (output == "warp_residual") and float(parts["flow"]) > 0
+    expected = 5.0 * (float(parts["flow"]) + float(parts.get("mask", 0.0)))
+    assert float(totals[5.0] - totals[0.0]) == pytest.approx(expected, rel=1e-4)
+
+
 def test_discriminator_patch_logits():
     D = PatchDiscriminator(SMALL_D)
     out = D(_clip())

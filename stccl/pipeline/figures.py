@@ -48,8 +48,9 @@ PAPER_POS_NEG = {
     "before": {"spatial_pos": 0.48, "temporal_pos": 0.52, "spatial_neg": 0.02, "temporal_neg": 0.01},
     "after": {"spatial_pos": 0.96, "temporal_pos": 0.98, "spatial_neg": 0.01, "temporal_neg": 0.01},
 }
-VARIANT_LABELS = {"baseline": "baseline", "vd": "+STCCL (VD)", "cm": "+STCCL (CM)", "copy": "copy input"}
-VARIANT_COLORS = {"baseline": "C7", "vd": "C0", "cm": "C1", "copy": "k"}
+VARIANT_LABELS = {"baseline": "baseline", "weak_emotion": "edit-less control", "vd": "+STCCL (VD)",
+                  "cm": "+STCCL (CM)", "copy": "copy input"}
+VARIANT_COLORS = {"baseline": "C7", "weak_emotion": "C2", "vd": "C0", "cm": "C1", "copy": "k"}
 # The kit's acceptance targets for the diagnostic (held-out identities, after training): pos >= TARGET_POS with
 # |neg| <= TARGET_NEG, and matched minus mismatched-pair similarity >= TARGET_GAP. The report checks them.
 TARGET_POS, TARGET_NEG, TARGET_GAP = 0.9, 0.1, 0.3
@@ -456,26 +457,58 @@ def write_eval_table(table: pd.DataFrame, stem: str | os.PathLike) -> list[Path]
     return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
 
 
-def side_by_side_figure(npz_path: str | os.PathLike):
-    """Rows: source, ground truth, then each variant's output, from the frames saved by notebook 04."""
+def side_by_side_figure(npz_path: str | os.PathLike, max_frames: int = 4, mouth_box: Sequence[float] | None = None):
+    """Rows: source, ground truth, then each variant's output (frames saved by notebook 04).
+
+    Each shown frame has three panels: the frame (mouth box outlined), the mouth crop enlarged, and
+    |frame - ground truth| (mean over colour channels) on one colour scale shared by every panel, with its
+    colourbar; the number on a difference map is that frame's mouth-crop L1, the evaluation's mouth_l1. The
+    source row's difference map is what copying the input would score. `mouth_box` (top, bottom, left, right
+    as fractions) defaults to the one saved with the frames, else the aux nets' MOUTH_BOX.
+    """
+    from stccl.spfem.config import MOUTH_BOX
+
     z = np.load(npz_path, allow_pickle=False)
     rows = [str(r) for r in z["rows"]]
-    frames = z["frames"]  # (R, N, H, W, 3) uint8
+    frames = z["frames"].astype(np.float32) / 255.0  # (R, N, H, W, 3)
     idx = z["frame_index"]
     title = str(z["title"])
-    R, N = frames.shape[:2]
-    fig, axes = plt.subplots(R, N, figsize=(1.6 * N, 1.7 * R), squeeze=False)
+    box = tuple(mouth_box or (z["mouth_box"] if "mouth_box" in z else MOUTH_BOX))
+    R, N, H, W = frames.shape[:4]
+    show = np.unique(np.linspace(0, N - 1, min(N, max_frames)).round().astype(int))
+    gt_row = next((r for r, name in enumerate(rows) if name.startswith("ground truth")), 1)
+    diff = np.abs(frames - frames[gt_row][None]).mean(-1)  # (R, N, H, W)
+    t, b, l, r_ = int(box[0] * H), int(box[1] * H), int(box[2] * W), int(box[3] * W)
+    vmax = float(max(np.percentile(diff, 99.9), 1e-3))
+    cols = 3 * len(show)
+    fig, axes = plt.subplots(R, cols, figsize=(1.05 * cols + 0.8, 1.15 * R + 0.6), squeeze=False,
+                             gridspec_kw={"wspace": 0.04, "hspace": 0.08})
+    im = None
     for r in range(R):
-        for n in range(N):
-            ax = axes[r, n]
-            ax.imshow(frames[r, n])
-            ax.set_xticks([]), ax.set_yticks([])
-            if n == 0:
-                ax.set_ylabel(VARIANT_LABELS.get(rows[r], rows[r]), fontsize=8)
+        for j, n in enumerate(show):
+            a_full, a_zoom, a_diff = axes[r, 3 * j], axes[r, 3 * j + 1], axes[r, 3 * j + 2]
+            a_full.imshow(frames[r, n])
+            a_full.add_patch(matplotlib.patches.Rectangle((l - 0.5, t - 0.5), r_ - l, b - t, fill=False,
+                                                          edgecolor="w", linewidth=0.6))
+            a_zoom.imshow(frames[r, n, t:b, l:r_], interpolation="nearest")
+            if r == gt_row:
+                a_diff.text(0.5, 0.5, "reference", ha="center", va="center", fontsize=6, transform=a_diff.transAxes)
+            else:
+                im = a_diff.imshow(diff[r, n], cmap="magma", vmin=0.0, vmax=vmax)
+                a_diff.text(0.03, 0.03, f"{diff[r, n, t:b, l:r_].mean():.3f}", color="w", fontsize=5.5,
+                            transform=a_diff.transAxes)
+            for a in (a_full, a_zoom, a_diff):
+                a.set_xticks([]), a.set_yticks([])
             if r == 0:
-                ax.set_title(f"frame {int(idx[n])}", fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+                a_full.set_title(f"frame {int(idx[n])}", fontsize=7)
+                a_zoom.set_title("mouth", fontsize=7)
+                a_diff.set_title("|out - truth|", fontsize=7)
+        axes[r, 0].set_ylabel(VARIANT_LABELS.get(rows[r], rows[r]), fontsize=7)
+    if im is not None:
+        cbar = fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.015, pad=0.01)
+        cbar.set_label("mean |output - ground truth| over RGB (0-1)", fontsize=7)
+        cbar.ax.tick_params(labelsize=6)
+    fig.suptitle(title + "; number on a difference map: that frame's mouth-crop L1", fontsize=8)
     return fig
 
 

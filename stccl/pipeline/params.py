@@ -32,7 +32,11 @@ NOTEBOOKS = (
     "05_ablations",
     "06_figures_and_report",
 )
-VARIANTS = ("baseline", "vd", "cm")
+# SPFEM variants of the main comparison. `weak_emotion` is the edit-less control: the baseline (no STCCL) with
+# its emotion loss weakened (`ReproduceParams.weak_emotion_cls_factor`), so that its emotion accuracy falls about
+# as far as +STCCL's; if +STCCL's mouth gain is only "edit less", this run shows it too.
+VARIANTS = ("baseline", "weak_emotion", "vd", "cm")
+STCCL_VARIANTS = ("vd", "cm")  # the variants that train with the frozen STCCL loss
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,8 @@ class ReproduceParams:
     spfem_config: str = "params/spfem_tiny.yaml"
     spfem_steps: int | None = None
     spfem_set: dict = field(default_factory=dict)
-    variants: tuple[str, ...] = VARIANTS       # baseline, +STCCL (VD), +STCCL (CM)
+    variants: tuple[str, ...] = VARIANTS       # baseline, edit-less control, +STCCL (VD), +STCCL (CM)
+    weak_emotion_cls_factor: float = 0.75      # the control's lambda_cls = this x the SPFEM config's (params/default.yaml)
     eval: EvalOptions = field(default_factory=EvalOptions)   # how every SPFEM run is evaluated
     diagnose_split: str = "test"
     diagnose_batches: int = 20                 # batches of windows averaged by the diagnostic
@@ -121,7 +126,7 @@ class Paths:
 
     def spfem_run(self, variant: str, seed: int) -> Path:
         # the baseline has no STCCL term, so STCCL knobs leave it (and its folder) unchanged
-        suffix = self.spfem_suffix if variant != "baseline" else ""
+        suffix = self.spfem_suffix if variant in STCCL_VARIANTS else ""
         return self.run_dir / f"spfem_{variant}_s{seed}{suffix}"
 
     @property
@@ -152,6 +157,9 @@ def load_params(path: str | os.PathLike) -> tuple[ReproduceParams, Paths]:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise StcclError(f"{path}: key 'ablation.runs': duplicate run name(s) {dup}; give every run its own name")
+    if not 0.0 <= params.weak_emotion_cls_factor <= 1.0:
+        raise StcclError(f"{path}: key 'weak_emotion_cls_factor': must lie in [0, 1] (a weaker emotion loss), "
+                         f"got {params.weak_emotion_cls_factor}")
     if not params.seeds:
         raise StcclError(f"{path}: key 'seeds': give at least one seed")
     if params.jobs < 1:

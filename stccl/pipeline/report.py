@@ -42,6 +42,9 @@ from stccl.pipeline.figures import (SATURATION, TARGET_GAP, TARGET_NEG, TARGET_P
                                     spfem_comparison_figure, spfem_training_figure, weight_map_sentence,
                                     weight_map_summary, write_table)
 from stccl.pipeline.params import Paths, ReproduceParams
+from stccl.pipeline.spfem_targets import METRICS as SPFEM_TARGET_METRICS
+from stccl.pipeline.spfem_targets import YARDSTICK_K as SPFEM_TARGETS_K
+from stccl.pipeline.spfem_targets import comparison_markdown, spfem_comparison, target_verdicts, verdicts_markdown
 from stccl.spfem.evaluate import SUMMARY_METRICS
 
 # The paper's MEAD intra-ID numbers (arXiv 2604.20226, main comparison table; FAD and LSE-D lower, CSIM higher),
@@ -480,6 +483,7 @@ def _spfem_section(params: ReproduceParams, paths: Paths, fig_out: Callable[[Any
                  "`copy` copies the input: perfect speech, no emotion change)." + n_txt + " Arrows: "
                  + ", ".join(f"{k} {'↑' if hb else '↓'}" for k, hb in SUMMARY_METRICS.items()) + ".", "",
                  eval_markdown(table), "", fig_out(spfem_comparison_figure(table), "spfem_comparison"), ""]
+        text += spfem_target_tables(table, out, check_only)
         base = table[table["variant"] == "baseline"]
         if len(base) and not check_only:
             for v in ("vd", "cm"):
@@ -495,7 +499,8 @@ def _spfem_section(params: ReproduceParams, paths: Paths, fig_out: Callable[[Any
             text += ["", f"- Read the speech and identity numbers against the `copy` row, which changes nothing: "
                          f"mouth_l1 {fmt(float(copy['mouth_l1_mean'].iloc[0]), 4)}, emotion_acc {acc['copy']}. "
                          f"Target-emotion accuracy: baseline {acc['baseline']}, "
-                         + ", ".join(f"{VARIANT_LABELS.get(v, v)} {acc[v]}" for v in ("vd", "cm") if v in acc)
+                         + ", ".join(f"{VARIANT_LABELS.get(v, v)} {acc[v]}" for v in ("weak_emotion", "vd", "cm")
+                                     if v in acc)
                          + ". A +STCCL run whose accuracy is at or below the copy row's kept the speech by not "
                            "manipulating the expression, which is not the paper's result."]
         steps = [read_json(p).get("steps") for p in sorted(rd.glob("spfem_*_s*/eval.json"))]
@@ -515,6 +520,37 @@ def _spfem_section(params: ReproduceParams, paths: Paths, fig_out: Callable[[Any
     else:
         text += ["Not run (no evaluated SPFEM runs).", ""]
     return text
+
+
+def spfem_target_tables(table: pd.DataFrame, out: Path, check_only: bool = False) -> list[str]:
+    """Issue 14's comparison (copy, baseline, edit-less control, +VD, +CM) and its per-target verdicts.
+
+    Writes spfem_targets_comparison.{csv,md} and (unless a pipeline check) spfem_target_verdicts.{csv,md} into
+    the report folder; returns the REPORT.md lines. Computed by `stccl.pipeline.spfem_targets` from the table.
+    """
+    missing = [f"{m}_mean" for m in SPFEM_TARGET_METRICS if f"{m}_mean" not in table]
+    if missing:  # a comparison saved before SSIM was part of every evaluation
+        return ["### Targets of issue 14", "", f"Not computed: the comparison table lacks {', '.join(missing)}.", ""]
+    comp = spfem_comparison(table)
+    atomic_write_csv(out / "spfem_targets_comparison.csv", comp)
+    atomic_write_text(out / "spfem_targets_comparison.md", comparison_markdown(comp))
+    text = ["### Targets of issue 14: comparison", "",
+            "Mean ± SD over seeds (copy: one deterministic run). The edit-less control is the baseline with its "
+            "emotion loss weakened (`weak_emotion_cls_factor` in the params file), so that its emotion accuracy "
+            "falls about as far as +STCCL's: if +STCCL's mouth gain came only from editing less, the control "
+            "would show it too (`spfem_targets_comparison.csv`).", "", comparison_markdown(comp), ""]
+    if check_only or not (table["variant"] == "baseline").any():
+        return text + ["No target verdicts (" + ("pipeline check" if check_only else "no baseline row") + ").", ""]
+    ver = target_verdicts(table)
+    atomic_write_csv(out / "spfem_target_verdicts.csv", ver)
+    atomic_write_text(out / "spfem_target_verdicts.md", verdicts_markdown(ver))
+    met = int((ver["verdict"] == "met").sum())
+    return text + ["### Targets of issue 14: verdicts", "",
+                   f"{met} of {len(ver)} target checks met, computed from the table above by "
+                   f"`stccl.pipeline.spfem_targets.target_verdicts` (`spfem_target_verdicts.csv`). 'By how much': "
+                   f"the distance past the threshold, positive on the good side; 'within noise' when it is smaller "
+                   f"than {SPFEM_TARGETS_K:g} standard errors of the difference of the means over seeds.", "",
+                   verdicts_markdown(ver), ""]
 
 
 def _ablation_section(params: ReproduceParams, paths: Paths, fig_out: Callable[[Any, str], str],

@@ -31,7 +31,7 @@ from stccl.core.train_metric import MetricTrainConfig, load_metric_config, train
 from stccl.data.mead import PairedWindowDataset
 from stccl.data.synth import synthesize
 from stccl.io import StcclError, atomic_write_json, read_json, read_jsonl, seed_everything
-from stccl.pipeline.params import VARIANTS, Paths, ReproduceParams, synth_config
+from stccl.pipeline.params import STCCL_VARIANTS, VARIANTS, Paths, ReproduceParams, synth_config
 from stccl.runs import load_checkpoint
 from stccl.spfem.aux_nets import NET_SPECS, load_aux_nets
 from stccl.spfem.config import SpfemConfig, load_spfem_config
@@ -107,8 +107,8 @@ def spfem_overrides(params: ReproduceParams, paths: Paths, variant: str, seed: i
     if variant not in VARIANTS:
         raise StcclError(f"unknown SPFEM variant {variant!r}; expected one of {list(VARIANTS)}")
     ov: dict[str, Any] = {"name": variant, "data_root": str(paths.data_root), "device": params.device,
-                          "seed": int(seed), "stccl": variant != "baseline"}
-    if variant != "baseline":
+                          "seed": int(seed), "stccl": variant in STCCL_VARIANTS}
+    if variant in STCCL_VARIANTS:
         ov["stccl_variant"] = variant
         ov["stccl_checkpoint"] = str(metric_ckpt or (paths.metric_run / "ckpt_last.pt"))
     if params.spfem_steps is not None:
@@ -119,12 +119,16 @@ def spfem_overrides(params: ReproduceParams, paths: Paths, variant: str, seed: i
     if steps is not None:
         ov["steps"] = steps
     ov.update(extra or {})
+    if variant == "weak_emotion" and "lambda_cls" not in (extra or {}):
+        # the control weakens whatever emotion weight the baseline of this reproduction uses
+        base = load_spfem_config(params.spfem_config, {**ov, "name": "baseline"})
+        ov["lambda_cls"] = params.weak_emotion_cls_factor * base.lambda_cls
     return ov
 
 
 def spfem_config(params: ReproduceParams, paths: Paths, variant: str, seed: int, metric_ckpt: Path | None = None,
                  extra: dict | None = None, steps: int | None = None) -> SpfemConfig:
-    """The SPFEM config of one run: baseline, +STCCL (VD) or +STCCL (CM)."""
+    """The SPFEM config of one run: baseline, edit-less control (weak_emotion), +STCCL (VD) or +STCCL (CM)."""
     return load_spfem_config(params.spfem_config,
                              spfem_overrides(params, paths, variant, seed, metric_ckpt, extra, steps))
 

@@ -434,7 +434,8 @@ def spfem_takeaways(table: pd.DataFrame, losses: pd.DataFrame, examples: dict[st
             change = 100.0 * (r["mouth_l1_mean"] - b["mouth_l1_mean"]) / b["mouth_l1_mean"]
             sd = r.get("mouth_l1_std", float("nan"))
             spread = f"SD over seeds {_f(sd, 4)}" if math.isfinite(sd) else "one seed: no SD"
-            lines.append(f"- **+STCCL ({v.upper()})**: mouth_l1 {_f(r['mouth_l1_mean'], 4)} ({change:+.1f} % against "
+            name = "Edit-less control (baseline, weaker emotion loss)" if v == "weak_emotion" else f"+STCCL ({v.upper()})"
+            lines.append(f"- **{name}**: mouth_l1 {_f(r['mouth_l1_mean'], 4)} ({change:+.1f} % against "
                          f"the baseline; lower is better; {spread}), emotion accuracy "
                          f"{_f(r['emotion_acc_mean'])} (baseline {_f(b['emotion_acc_mean'])}), CSIM "
                          f"{_f(r['csim_mean'], 4)} (baseline {_f(b['csim_mean'], 4)}).")

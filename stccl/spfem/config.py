@@ -51,6 +51,11 @@ class SpfemConfig:
     lambda_rec: float = 10.0
     lambda_cyc: float = 10.0
     lambda_id: float = 2.0
+    # Size of the edit, for generator.output warp_residual / warp_blend: mean residual-mask area and mean
+    # |displacement| (in half-image units); they keep the appearance change local and stop the residual
+    # from painting classifier-fooling texture over the whole frame (0: off).
+    lambda_mask: float = 0.0
+    lambda_flow: float = 0.0
     # Jitter (random shift of up to cls_shift px, noise of std cls_noise) applied to generated frames
     # before the training emotion classifier: a perturbation that only fools C_train at one exact pixel
     # grid does not survive it, so the generator has to change the face itself (0, 0: off).

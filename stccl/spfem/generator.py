@@ -17,8 +17,15 @@ trainable on a CPU at 64-128 px in minutes.
 displacement field (from the conditioned bottleneck and/or, with
 `flow_from_features: false`, one field per emotion code). A warp can only move
 existing pixels, so it cannot paint the colour patterns that fool a small
-emotion classifier without changing the face; the default SPFEM configs use it
-(see params/spfem_default_*.yaml for the measurements behind that choice).
+emotion classifier without changing the face. `warp_residual` adds to the
+warped image a bounded appearance residual under a soft mask,
+
+    out = warp(input) + mask * max_residual * tanh(residual),
+
+so teeth, shading or lid colour can change where a warp cannot make them; the
+training loss keeps the mask small and local (`SpfemConfig.lambda_mask`) and the
+warp small (`lambda_flow`). params/spfem_default_*.yaml record the measurements
+behind the default's choice.
 
 Frames are processed independently (B*T images); temporal coherence is what
 the STCCL loss adds during training, not something built into the network.
@@ -36,6 +43,9 @@ from stccl.data.mead import EMOTIONS
 from stccl.io import StcclError
 
 
+OUTPUTS = ("blend", "warp", "warp_blend", "warp_residual")
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     base_channels: int = 32      # channels after the stem; doubled at each downsampling
@@ -46,13 +56,19 @@ class GeneratorConfig:
     # How the output is made from the input:
     #   "blend": mask * colour + (1 - mask) * input (free pixel edits);
     #   "warp":  the input resampled along a smooth, emotion-conditioned displacement field;
-    #   "warp_blend": the warp, then the colour/mask blend on top of it.
+    #   "warp_blend": the warp, then the colour/mask blend on top of it;
+    #   "warp_residual": the warp plus a residual bounded by max_residual, under a soft mask.
     # Free pixel edits learn, within a CPU budget, mostly perturbations that fool the training
     # emotion classifier without moving the face (measured: 88% "happy" for C_train, 0% for the
     # held-out C_eval). A displacement field predicted at the bottleneck resolution can only move
     # brows, lids, mouth corners as a whole, which is what an expression change is.
     output: str = "blend"
     max_flow: float = 0.15       # largest displacement, in units of half the image side (0.15 = 4.8 px at 64 px)
+    max_residual: float = 0.3    # warp_residual: largest colour change per channel (images in [0, 1])
+    # warp_residual: residual and mask are average-pooled by this factor and upsampled bilinearly, so they
+    # cannot hold detail finer than ~2x this many pixels (1: off). Unpooled, 600 CPU steps learned 4-px stripe
+    # textures over the mouth that raised the held-out classifier's accuracy without a credible face change.
+    residual_pool: int = 1
     # Side of a low-resolution colour/mask map computed directly from the emotion code and added to the
     # output head (0: off). It gives the code a short path to the pixels: through FiLM alone the code
     # has to travel the whole decoder, and 300-800 CPU steps were not enough for that to take effect
@@ -162,8 +178,8 @@ class Generator(nn.Module):
         self.head = nn.Sequential(nn.Conv2d(c + 3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1))
         # a small initial mask: the untrained generator starts close to the identity map
         nn.init.constant_(self.head[-1].bias[3:], -2.0)
-        if cfg.output not in ("blend", "warp", "warp_blend"):
-            raise StcclError(f"generator.output must be blend, warp or warp_blend, got {cfg.output!r}")
+        if cfg.output not in OUTPUTS:
+            raise StcclError(f"generator.output must be one of {', '.join(OUTPUTS)}, got {cfg.output!r}")
         if not cfg.flow_from_features and cfg.code_map <= 0:
             raise StcclError("generator.flow_from_features: false needs generator.code_map > 0 (the per-emotion field)")
         self.code_to_map = None
@@ -190,9 +206,12 @@ class Generator(nn.Module):
         return self.reference_encoder(reference)
 
     def forward(self, clip: torch.Tensor, emotion: torch.Tensor | None = None,
-                reference: torch.Tensor | None = None, return_mask: bool = False):
+                reference: torch.Tensor | None = None, return_mask: bool = False, return_aux: bool = False):
+        """The edited clip; with return_mask also the (B, T, 1, H, W) mask, with return_aux a dict of the mask and
+        the displacement field `flow` (B*T, 2, h, w) or None, for the training loss's regularisers."""
         # clip: (B, T, 3, H, W) in [0, 1]
         B, T = clip.shape[:2]
+        flow = None
         code = self.code(emotion, reference)  # (B, D)
         code = code.repeat_interleave(T, dim=0)  # (B*T, D): one code per frame
         x = clip.flatten(0, 1)  # (B*T, 3, H, W)
@@ -213,9 +232,10 @@ class Generator(nn.Module):
             x = warp(x, flow)  # (B*T, 3, H, W)
             if self.cfg.output == "warp":
                 out = x.view_as(clip)
-                if return_mask:
-                    return out, torch.ones(B, T, 1, *clip.shape[-2:], device=clip.device)
-                return out
+                mask = torch.ones(B, T, 1, *clip.shape[-2:], device=clip.device)
+                if return_aux:
+                    return out, {"mask": mask, "flow": flow}
+                return (out, mask) if return_mask else out
         for up, skip in zip(self.ups, reversed(skips[:-1])):
             h = up(h, skip, code)
         h = F.interpolate(h, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (B*T, c, H, W)
@@ -224,12 +244,19 @@ class Generator(nn.Module):
             m = self.cfg.code_map
             cmap = self.code_to_map(code).view(-1, 4, m, m)  # (B*T, 4, m, m)
             out4 = out4 + F.interpolate(cmap, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        colour = torch.sigmoid(out4[:, :3])
-        mask = torch.sigmoid(out4[:, 3:])
-        out = (mask * colour + (1 - mask) * x).view_as(clip)  # (B, T, 3, H, W)
-        if return_mask:
-            return out, mask.view(B, T, 1, *clip.shape[-2:])
-        return out
+        if self.cfg.output == "warp_residual" and self.cfg.residual_pool > 1:
+            k = self.cfg.residual_pool  # low-pass: no texture finer than the pooled grid
+            out4 = F.interpolate(F.avg_pool2d(out4, k, ceil_mode=True), size=x.shape[-2:], mode="bilinear",
+                                 align_corners=False)
+        mask = torch.sigmoid(out4[:, 3:])  # (B*T, 1, H, W)
+        if self.cfg.output == "warp_residual":
+            out = (x + mask * self.cfg.max_residual * torch.tanh(out4[:, :3])).view_as(clip)
+        else:
+            out = (mask * torch.sigmoid(out4[:, :3]) + (1 - mask) * x).view_as(clip)  # (B, T, 3, H, W)
+        mask = mask.view(B, T, 1, *clip.shape[-2:])
+        if return_aux:
+            return out, {"mask": mask, "flow": flow}
+        return (out, mask) if return_mask else out
 
 
 def warp(images: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,6 @@ def save_side_by_side(data_root: str | os.PathLike, runs: dict[str, Path], out: 
         frames.append(output[idx])
     arr = (torch.stack(frames).permute(0, 1, 3, 4, 2).numpy() * 255 + 0.5).astype(np.uint8)  # (R, N, H, W, 3)
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, frames=arr, rows=np.array(rows), frame_index=idx,
+        np.savez_compressed(fh, frames=arr, rows=np.array(rows), frame_index=idx, mouth_box=np.array(cfg.aux.mouth_box),
                             title=np.array(f"test actor {actor}, sentence {clip:03d}: neutral -> {emotion}"))
     return out

@@ -12,6 +12,7 @@ reference window of another train identity showing e_tgt) and trained with
         + l_cyc  * |G(G(x, e_tgt), e_src) - x|            # cycle back to the source
         + l_id   * (1 - cos(E_id(G(x, e_tgt)), E_id(x)))  # same person
         + l_stccl * STCCL(x, G(x, e_tgt))                 # optional: stccl_lambda_S SCC + stccl_lambda_T TCC
+        + l_mask * mean(mask) + l_flow * mean|flow|        # warp_residual: small, local edits (0: off)
 
 C_train sees the generated frames through a small random shift and noise
 (`cls_shift`, `cls_noise`); `source_emotions` restricts which clips are edited
@@ -82,10 +83,12 @@ class SpfemLosses(nn.Module):
         # x: (B, T, 3, H, W); e_src, e_tgt: (B,); reference: (B, T, 3, H, W) used where ref_mask (B,) is set
         cfg = self.cfg
         B, T = x.shape[:2]
-        fake = G(x, emotion=e_tgt)  # (B, T, 3, H, W)
+        fake, aux = G(x, emotion=e_tgt, return_aux=True)  # (B, T, 3, H, W)
+        auxes = [aux]
         if reference is not None and ref_mask is not None and bool(ref_mask.any()):
-            fake_ref = G(x[ref_mask], reference=reference[ref_mask])
+            fake_ref, aux_ref = G(x[ref_mask], reference=reference[ref_mask], return_aux=True)
             fake = _scatter(fake, ref_mask, fake_ref)
+            auxes.append(aux_ref)
         frames = fake.flatten(0, 1)  # (B*T, 3, H, W)
         src_frames = x.flatten(0, 1)
         parts: dict[str, torch.Tensor] = {}
@@ -101,6 +104,13 @@ class SpfemLosses(nn.Module):
         parts["id"] = (1 - (self.identity_net(frames) * id_src).sum(1)).mean()
         total = (cfg.lambda_adv * parts["adv"] + cfg.lambda_cls * parts["cls"] + cfg.lambda_rec * parts["rec"]
                  + cfg.lambda_cyc * parts["cyc"] + cfg.lambda_id * parts["id"])
+        # the edit's size: the residual mask's area and the mean displacement (only where the output mode has them)
+        if cfg.lambda_mask > 0 and cfg.generator.output in ("warp_blend", "warp_residual", "blend"):
+            parts["mask"] = torch.stack([a["mask"].mean() for a in auxes]).mean()
+            total = total + cfg.lambda_mask * parts["mask"]
+        if cfg.lambda_flow > 0 and auxes[0]["flow"] is not None:
+            parts["flow"] = torch.stack([a["flow"].abs().mean() for a in auxes]).mean()
+            total = total + cfg.lambda_flow * parts["flow"]
         if self.stccl_term is not None:
             stccl, _ = self.stccl_term(x, fake)
             parts["stccl"] = stccl
