@@ -28,5 +28,5 @@ row control_premise default $FRAME $CLEAN "alignment='truth'" emotion_timing=Fal
 row emotion_on_mouth default $FRAME $CLEAN "alignment='truth'" emotion_timing=False
 row own_timing_dtw default $FRAME $CLEAN
 row new_default default
-row sensor_noise default $FRAME "alignment='truth'" emotion_timing=False emotion_on_mouth=False pose_jitter=0.0 blink_rate=0.0
+row sensor_noise default $FRAME "alignment='truth'" emotion_timing=False emotion_on_mouth=False pose_jitter=0.0 blink_rate=0.0 noise_std=0.02 jpeg_quality=85
 row old_default loose
