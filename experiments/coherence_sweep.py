@@ -114,8 +114,8 @@ def main() -> int:
     (out / "table.md").write_text(
         f"Held-out gap (matched minus mismatched, {MEASURE}) per coherence level, before and after "
         f"{int(df[df.when == 'after'].steps.max())} metric steps ({args.config}, preset {args.preset} at 64 px, "
-        f"{args.identities} identities, {args.test} held out). Command: `python experiments/coherence_sweep.py "
-        f"--out {args.out} --steps {args.steps}`\n\n" + markdown(wide.reset_index(), '.3f') + "\n")
+        f"{args.identities} identities, {args.test} held out, {args.sentences} sentences; {args.batches} batches x 3 "
+        f"seeds per diagnosis). Command: `python experiments/coherence_sweep.py {' '.join(sys.argv[1:])}`\n\n" + markdown(wide.reset_index(), '.3f') + "\n")
     figure(df, out / "coherence_sweep.png")
     print((out / "table.md").read_text())
     return 0
