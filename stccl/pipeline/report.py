@@ -551,7 +551,11 @@ def spfem_target_tables(table: pd.DataFrame, out: Path, check_only: bool = False
                    f"`stccl.pipeline.spfem_targets.target_verdicts` (`spfem_target_verdicts.csv`). 'By how much': "
                    f"the distance past the threshold, positive on the good side; 'within noise' when it is smaller "
                    f"than {SPFEM_TARGETS_K:g} standard errors of the difference of the means over seeds.", "",
-                   verdicts_markdown(ver), ""]
+                   verdicts_markdown(ver), "",
+                   "What was tried where a target is missed: the generator variants measured against the warp "
+                   "(a warp plus a bounded appearance residual under a mask, pooled and unpooled, a flow penalty) "
+                   "are listed with their numbers in the header of `params/spfem_default_vd.yaml`; the README's "
+                   "\"What does not work yet\" says what was not tried.", ""]
 
 
 def _ablation_section(params: ReproduceParams, paths: Paths, fig_out: Callable[[Any, str], str],
