@@ -44,7 +44,7 @@ from stccl.pipeline.figures import (SATURATION, TARGET_GAP, TARGET_NEG, TARGET_P
 from stccl.pipeline import spfem_targets as _spfem_targets
 from stccl.pipeline.params import Paths, ReproduceParams
 from stccl.pipeline.spfem_targets import METRICS as SPFEM_TARGET_METRICS
-from stccl.pipeline.spfem_targets import YARDSTICK_K as SPFEM_TARGETS_K
+from stccl.pipeline.spfem_targets import YARDSTICK_K, diff_se
 from stccl.pipeline.spfem_targets import comparison_markdown, spfem_comparison, target_verdicts, verdicts_markdown
 from stccl.spfem.evaluate import SUMMARY_METRICS
 
@@ -60,8 +60,8 @@ PAPER_MEAD_INTRA = pd.DataFrame(
 # TARGET_EMOTION_POINTS below the baseline's and CSIM not lower: issue 14's numbers, from spfem_targets.
 TARGET_MOUTH_DROP_PCT = _spfem_targets.TARGET_MOUTH_DROP_PCT
 TARGET_EMOTION_POINTS = _spfem_targets.TARGET_EMOTION_DROP_POINTS / 100.0
-# A difference counts when it exceeds YARDSTICK_K standard errors (means over seeds) or SDs (single values).
-YARDSTICK_K = 2.0
+# A difference counts when it exceeds YARDSTICK_K standard errors (means over seeds) or SDs (single values);
+# YARDSTICK_K and diff_se come from spfem_targets, so both tables judge noise alike.
 # Presets whose runs only check that the pipeline runs end to end (params/smoke.yaml): no verdicts.
 PIPELINE_CHECK_PRESETS = ("tiny",)
 PIPELINE_CHECK_NOTE = "pipeline check only, no verdicts"
@@ -118,13 +118,6 @@ def change_words(new: float, base: float, nd: int = 4, points: bool = False) -> 
         return f"{fmt(abs(new - base), nd)} {word}"
     pct = 100.0 * abs(new - base) / abs(base)
     return f"{pct:.1f} % {word}" if pct >= 0.05 else f"{pct:.2g} % {word}"
-
-
-def diff_se(sd_a: Any, n_a: Any, sd_b: Any, n_b: Any) -> float:
-    """Standard error of the difference of two means over seeds; NaN unless both have an SD (two or more seeds)."""
-    if not all(_finite(v) for v in (sd_a, n_a, sd_b, n_b)) or min(int(n_a), int(n_b)) < 2:
-        return float("nan")
-    return math.sqrt(float(sd_a) ** 2 / int(n_a) + float(sd_b) ** 2 / int(n_b))
 
 
 def against(value: float, threshold: float, noise: float = float("nan"), at_least: bool = True) -> str:
@@ -550,7 +543,7 @@ def spfem_target_tables(table: pd.DataFrame, out: Path, check_only: bool = False
                    f"{met} of {len(ver)} target checks met, computed from the table above by "
                    f"`stccl.pipeline.spfem_targets.target_verdicts` (`spfem_target_verdicts.csv`). 'By how much': "
                    f"the distance past the threshold, positive on the good side; 'within noise' when it is smaller "
-                   f"than {SPFEM_TARGETS_K:g} standard errors of the difference of the means over seeds.", "",
+                   f"than {YARDSTICK_K:g} standard errors of the difference of the means over seeds.", "",
                    verdicts_markdown(ver), "",
                    "What was tried where a target is missed: the generator variants measured against the warp "
                    "(a warp plus a bounded appearance residual under a mask, pooled and unpooled, a flow penalty) "

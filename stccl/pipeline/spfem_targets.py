@@ -33,6 +33,7 @@ TARGET_MOUTH_DROP_PCT = 20.0       # +STCCL mouth_l1 at least this % below the b
 TARGET_EMOTION_DROP_POINTS = 3.0   # +STCCL emotion accuracy at most this many points (of 100) below the baseline's
 EPS = 1e-9                         # 100 * (0.47 - 0.50) + 3 is -2.7e-15 in floating point, not a miss
 YARDSTICK_K = 2.0                  # a margin inside K standard errors of the difference is "within noise"
+                                   # (the report's yardstick too: stccl.pipeline.report imports it from here)
 ROWS = ("copy", "baseline", "weak_emotion", "vd", "cm")
 ROW_LABELS = {"copy": "copy input", "baseline": "baseline", "weak_emotion": "edit-less control (weaker emotion loss)",
               "vd": "+STCCL (VD)", "cm": "+STCCL (CM)"}
@@ -86,13 +87,26 @@ def comparison_markdown(comp: pd.DataFrame, nd: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _se(a: dict, b: dict, metric: str) -> float:
-    """Standard error of the difference of two means over seeds (NaN when a row has no SD)."""
-    sa, sb = _sd(a, metric), _sd(b, metric)
-    na, nb = int(a.get("runs", 1)), int(b.get("runs", 1))
-    if math.isnan(sa) or math.isnan(sb):
+def _finite(x: Any) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def diff_se(sd_a: Any, n_a: Any, sd_b: Any, n_b: Any) -> float:
+    """Standard error of the difference of two means over seeds; NaN unless both have an SD (two or more seeds).
+
+    Kept here, with YARDSTICK_K, so that this module and stccl.pipeline.report (which imports both) judge noise
+    the same way without this light module importing the report."""
+    if not all(_finite(v) for v in (sd_a, n_a, sd_b, n_b)) or min(int(n_a), int(n_b)) < 2:
         return float("nan")
-    return math.sqrt(sa ** 2 / na + sb ** 2 / nb)
+    return math.sqrt(float(sd_a) ** 2 / int(n_a) + float(sd_b) ** 2 / int(n_b))
+
+
+def _se(a: dict, b: dict, metric: str) -> float:
+    """diff_se of `metric` between two rows of the comparison table."""
+    return diff_se(a.get(f"{metric}_std"), a.get("runs", 1), b.get(f"{metric}_std"), b.get("runs", 1))
 
 
 def _verdict(target: str, variant: str, threshold: str, measured: str, margin: float, unit: str, se: float,
