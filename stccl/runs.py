@@ -279,3 +279,19 @@ def _state_dict_of(optimizer: Any) -> Any:
     if isinstance(optimizer, dict):
         return {k: v.state_dict() for k, v in optimizer.items()}
     return optimizer.state_dict()
+
+
+def add_run_options(p, config_help: str, set_example: str) -> None:
+    """The options every resumable, config-driven trainer takes (`stccl train-metric`, `stccl pretrain-backbone`):
+    --config, --out, --resume, --max-steps, --device, --set, --stop-at-step, --dry-run, --no-progress."""
+    p.add_argument("--config", required=True, help=config_help)
+    p.add_argument("--out", default=None, help="run folder (default: reports/runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's ckpt_last.pt")
+    p.add_argument("--max-steps", type=int, default=None, help="override max_steps in the config")
+    p.add_argument("--device", default=None, help="override device (auto, cpu, cuda)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override any config key (YAML value), e.g. {set_example}")
+    p.add_argument("--stop-at-step", type=int, default=None,
+                   help="interrupt after this step with a checkpoint (the run can be resumed)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and run folder, do nothing")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")

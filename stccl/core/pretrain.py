@@ -50,7 +50,7 @@ from stccl.core.backbone import ARCHS, IResNet, load_insightface_state
 from stccl.core.metric_net import parse_init
 from stccl.data.mead import MeadLayout, resolve_test_actors, split_actors, to_size
 from stccl.io import StcclError, atomic_write_json, resolve_device, seed_everything, to_json
-from stccl.runs import CKPT_NAME, RunDir, check_finite, load_checkpoint, set_rng_state
+from stccl.runs import CKPT_NAME, RunDir, add_run_options, check_finite, load_checkpoint, set_rng_state
 
 KIND = "pretrain"
 
@@ -436,15 +436,5 @@ def _cmd_pretrain(args) -> int:
 def add_cli(sub) -> None:
     p = sub.add_parser("pretrain-backbone", help="pretrain the IResNet on identity classification (ArcFace margin)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", required=True, help="params/pretrain_*.yaml")
-    p.add_argument("--out", default=None, help="run folder (default: reports/runs/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's ckpt_last.pt")
-    p.add_argument("--max-steps", type=int, default=None, help="override max_steps in the config")
-    p.add_argument("--device", default=None, help="override device (auto, cpu, cuda)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key (YAML value), e.g. --set max_minutes=3 --set size=64")
-    p.add_argument("--stop-at-step", type=int, default=None,
-                   help="interrupt after this step with a checkpoint (the run can be resumed)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and run folder, do nothing")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    add_run_options(p, "params/pretrain_*.yaml", "--set max_minutes=3 --set size=64")
     p.set_defaults(func=_cmd_pretrain)

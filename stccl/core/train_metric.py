@@ -51,7 +51,7 @@ from stccl.core.losses import STCCLOptions, combine, stccl_terms
 from stccl.core.metric_net import MetricNet, MetricNetConfig
 from stccl.core.pretrain import apply_init, held_out_actors
 from stccl.data.mead import PairedWindowDataset
-from stccl.runs import RunDir, check_finite, set_rng_state
+from stccl.runs import RunDir, add_run_options, check_finite, set_rng_state
 
 INIT_CKPT_NAME = "ckpt_init.pt"  # the weights a run starts from (written once, before the first step)
 
@@ -265,15 +265,5 @@ def _cmd_train_metric(args) -> int:
 def add_cli(sub) -> None:
     p = sub.add_parser("train-metric", help="train the STCCL metric network (SCC + TCC, VD and CM)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", required=True, help="params/metric_*.yaml")
-    p.add_argument("--out", default=None, help="run folder (default: reports/runs/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's ckpt_last.pt")
-    p.add_argument("--max-steps", type=int, default=None, help="override max_steps in the config")
-    p.add_argument("--device", default=None, help="override device (auto, cpu, cuda)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key (YAML value), e.g. --set loss.tau=0.1 --set max_minutes=5")
-    p.add_argument("--stop-at-step", type=int, default=None,
-                   help="interrupt after this step with a checkpoint (the run can be resumed)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and run folder, do nothing")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    add_run_options(p, "params/metric_*.yaml", "--set loss.tau=0.1 --set max_minutes=5")
     p.set_defaults(func=_cmd_train_metric)
