@@ -171,17 +171,24 @@ def test_box_from_eyes_and_mouth_follows_the_face():
     np.testing.assert_allclose((turned[0, :2] + turned[0, 2:]) / 2, [100.0 - 50.0 * dy, 100.0 + 50.0 * dx])
 
 
-def test_calibrated_preset_is_opt_in_and_gains_the_opening():
+def test_calibrated_preset_is_opt_in_and_scales_the_speech_motion():
+    """Other presets keep the drawn width and jaw; `calibrated` scales open, width and round, and jaw by its gains."""
     from stccl.data import synth
 
-    for name in ("tiny", "loose", "control"):  # other presets keep the drawn opening
+    for name in ("tiny", "loose", "control", "default"):
+        assert synth.PRESETS[name].speech_width_gain == 1.0 and synth.PRESETS[name].speech_jaw_gain == 1.0
+    for name in ("tiny", "loose", "control"):
         assert synth.PRESETS[name].speech_open_gain == 1.0
-    cal_cfg, base = synth.make_config("calibrated"), synth.make_config("loose")
+    cal_cfg = synth.make_config("calibrated")
+    base = dataclasses.replace(cal_cfg, speech_open_gain=1.0, speech_width_gain=1.0, speech_jaw_gain=1.0)
     ph = synth.make_sentence(0, 1, base)
-    a = synth.plan_clip(dataclasses.replace(base, rate_range=cal_cfg.rate_range), 0, 0, "neutral", 1, ph).speech
+    a = synth.plan_clip(base, 0, 0, "neutral", 1, ph).speech
     b = synth.plan_clip(cal_cfg, 0, 0, "neutral", 1, ph).speech
-    np.testing.assert_allclose(b[:, 0], cal_cfg.speech_open_gain * a[:, 0])
-    np.testing.assert_allclose(b[:, 1:], a[:, 1:])
+    gains = [cal_cfg.speech_open_gain, cal_cfg.speech_width_gain, cal_cfg.speech_width_gain, cal_cfg.speech_jaw_gain]
+    assert len(set(gains)) > 1  # the gains differ, so a swapped column would fail
+    np.testing.assert_allclose(b, a * np.array(gains))
+    with pytest.raises(Exception, match="speech_jaw_gain"):
+        synth.make_config("default", speech_jaw_gain=-1.0)
 
 
 def test_real_clip_landmarks_reads_the_source_panel_of_a_shipped_clip():
@@ -197,3 +204,62 @@ def test_real_clip_landmarks_reads_the_source_panel_of_a_shipped_clip():
     assert lm.shape == (3, 68, 2) and fps > 0
     size = int(row["panel_size"])
     assert np.all((lm >= 0) & (lm < size))  # coordinates inside one panel, not the whole side-by-side frame
+
+
+def truth_points(n: int, centres: float = 60.0) -> dict[str, np.ndarray]:
+    """Renderer-style points (eye centres `centres` apart) of a still, frontal face, n frames."""
+    one = {"eye_l": (-centres / 2, 0.0), "eye_r": (centres / 2, 0.0), "lip_in_top": (0.0, 78.0),
+           "lip_in_bottom": (0.0, 82.0), "mouth_l": (-25.0, 80.0), "mouth_r": (25.0, 80.0), "chin": (0.0, 120.0),
+           "nose_tip": (0.0, 50.0)}
+    pts = {k: np.repeat(np.asarray(v)[None], n, 0) for k, v in one.items()}
+    pts["blink"] = np.zeros(n)
+    return pts
+
+
+def test_truth_signals_use_the_dlib_iod_scale_and_read_blinks_from_the_closure():
+    """Eye centres 60 px apart with iod_scale 100/60: lengths in units of a 100 px IOD, as the dlib reader's."""
+    n = 250
+    pts = truth_points(n)
+    t = np.arange(n) / FPS
+    gap = (0.04 + 0.1 * (1 - np.cos(2 * np.pi * 2.0 * t)) / 2) * 100.0  # the opening of the dlib test above
+    pts["lip_in_top"][:, 1] = 80 - gap / 2
+    pts["lip_in_bottom"][:, 1] = 80 + gap / 2
+    pts["blink"][[40, 41, 42, 150, 151]] = [0.5, 1.0, 0.5, 0.6, 1.0]  # two closures
+    sig = cal.truth_signals(pts, iod_scale=100.0 / 60.0)
+    np.testing.assert_allclose(sig["iod"], 100.0)
+    stats = cal.signal_statistics(sig, FPS)
+    lms = track(n)
+    lms[:, 62, 1] = 80 - gap / 2
+    lms[:, 66, 1] = 80 + gap / 2
+    ref = cal.clip_statistics(lms, FPS)
+    assert stats["mouth_open_amp"] == pytest.approx(ref["mouth_open_amp"])
+    assert stats["mouth_open_vel"] == pytest.approx(ref["mouth_open_vel"])
+    assert stats["mouth_width_amp"] == pytest.approx(0.0, abs=1e-12)
+    assert stats["jaw_drop_amp"] == pytest.approx(0.0, abs=1e-12)
+    assert stats["blinks"] == 2 and stats["blink_rate"] == pytest.approx(2 / 10.0)
+    for s in ("cheek", "nasolabial"):  # no renderer point for them
+        assert np.isnan(stats[f"{s}_amp"]) and np.isnan(stats[f"{s}_vel"])
+
+
+def test_truth_signals_turn_with_the_head():
+    """A 10-degree roll of every point: head_roll reads 10, the face-frame signals do not change."""
+    pts = truth_points(5)
+    a = np.radians(10.0)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    turned = {k: (v @ rot.T if v.ndim == 2 else v) for k, v in pts.items()}
+    s0, s1 = cal.truth_signals(pts, 1.5), cal.truth_signals(turned, 1.5)
+    np.testing.assert_allclose(s1["head_roll"], 10.0)
+    for k in ("mouth_open", "mouth_width", "jaw_drop", "head_yaw", "head_pitch"):
+        np.testing.assert_allclose(s1[k], s0[k], atol=1e-12)
+
+
+def test_table_marks_statistics_a_reader_cannot_measure():
+    import pandas as pd
+
+    real = pd.DataFrame([{**{s: 1.0 for s in cal.STATISTICS}, "blinks": 1, "seconds": 4.0, "source": "real"}])
+    truth = pd.DataFrame([{**{s: 1.1 for s in cal.STATISTICS}, "cheek_amp": np.nan, "cheek_vel": np.nan,
+                           "blinks": 1, "seconds": 4.0, "source": "synth x truth"}])
+    table = cal.comparison_table(pd.concat([real, truth], ignore_index=True))
+    within = dict(zip(table["statistic"], table["synth x truth within"]))
+    assert within["cheek_amp"] == "n/a" and within["mouth_open_amp"] == "yes"
+    assert "synth x truth: 21/21" in cal.markdown(table)

@@ -46,7 +46,10 @@ Per clip this is a small integer over a few seconds, so the table's blink
 row pools the clips (all onsets / all seconds) instead of taking a median.
 
 The velocities include dlib's frame-to-frame landmark jitter on both sides;
-they are compared, not interpreted as true motion speeds.
+they are compared, not interpreted as true motion speeds. To tell the
+renderer's motion from the detector's jitter, each synthetic root also gets a
+`truth` column: the same statistics of the same clips, read from the
+renderer's own landmark positions (`truth_signals`).
 
 Face boxes: the real panels go through dlib's HOG detector (as in
 `stccl eval-clips`). The HOG detector finds no face on the cartoon synthetic
@@ -177,21 +180,68 @@ def clip_statistics(lms: np.ndarray, fps: float) -> dict[str, float]:
     and mouth_open_mean (for reading the table, not calibrated).
     """
     lms = np.asarray(lms, np.float64)
+    return signal_statistics(frame_signals(lms), fps, frames_found=int(np.isfinite(lms).all((1, 2)).sum()))
+
+
+def signal_statistics(sig: dict[str, np.ndarray], fps: float, frames_found: int | None = None) -> dict[str, float]:
+    """The statistics of per-frame signals {name: (N,)} (as from `frame_signals` or `truth_signals`).
+
+    A signal that is all NaN (not measurable by that reader) gives NaN statistics.
+    """
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    sig = frame_signals(lms)
+    n = len(sig["ear"])
     out: dict[str, float] = {}
     for name in SIGNALS:
         out[f"{name}_amp"] = amplitude(sig[name])
         out[f"{name}_vel"] = velocity(sig[name], fps)
-    seconds = len(lms) / fps
+    seconds = n / fps
     n_blinks = len(blink_onsets(sig["ear"]))
     out["blink_rate"] = n_blinks / seconds if seconds > 0 else float("nan")
-    out.update(blinks=n_blinks, seconds=seconds, frames=len(lms),
-               frames_found=int(np.isfinite(lms).all((1, 2)).sum()),
+    out.update(blinks=n_blinks, seconds=seconds, frames=n,
+               frames_found=n if frames_found is None else frames_found,
                mouth_open_mean=float(np.nanmean(sig["mouth_open"])) if np.isfinite(sig["mouth_open"]).any()
                else float("nan"))
     return out
+
+
+def truth_signals(pts: dict[str, np.ndarray], iod_scale: float) -> dict[str, np.ndarray]:
+    """The signals of `frame_signals`, from the renderer's own landmark positions instead of dlib's.
+
+    pts: {name: (N, 2)} ground-truth points of one clip in one pixel frame (names as in the synthetic
+    ground truth: eye_l, eye_r (eye centres, image left and right), lip_in_top, lip_in_bottom, mouth_l,
+    mouth_r, chin, nose_tip) and "blink" (N,) (lid closure in [0, 1]). The renderer has eye centres,
+    not dlib's outer eye corners, so IOD = iod_scale x |eye_r - eye_l|, with iod_scale the clip's median
+    dlib IOD over its median eye-centre distance (both in the same pixels), so the units match the dlib
+    readers. The renderer has no lower-cheek outline or nose wings: cheek and nasolabial are NaN.
+    The EAR stand-in is 1 - closure (open 1, shut 0), read by the same blink detector.
+    """
+    eye_vec = pts["eye_r"] - pts["eye_l"]  # (N, 2)
+    centres = np.linalg.norm(eye_vec, axis=-1)
+    iod = centres * iod_scale
+    safe = np.where(iod > 1e-9, iod, np.nan)
+    u = eye_vec / np.where(centres > 1e-9, centres, np.nan)[:, None]
+    v = np.stack([-u[:, 1], u[:, 0]], -1)
+    e = (pts["eye_l"] + pts["eye_r"]) / 2
+    along = lambda q: ((q - e) * u).sum(-1) / safe  # noqa: E731
+    down = lambda q: ((q - e) * v).sum(-1) / safe  # noqa: E731
+    scale = np.nanmedian(safe)
+    nan = np.full(len(e), np.nan)
+    return {
+        "mouth_open": np.linalg.norm(pts["lip_in_top"] - pts["lip_in_bottom"], axis=-1) / safe,
+        "mouth_width": np.linalg.norm(pts["mouth_r"] - pts["mouth_l"], axis=-1) / safe,
+        "jaw_drop": down(pts["chin"]),
+        "cheek": nan,
+        "nasolabial": nan.copy(),
+        "head_x": e[:, 0] / scale,
+        "head_y": e[:, 1] / scale,
+        "head_roll": np.degrees(np.arctan2(u[:, 1], u[:, 0])),
+        "head_yaw": along(pts["nose_tip"]),
+        "head_pitch": down(pts["nose_tip"]),
+        "head_scale": np.log(safe / scale),
+        "iod": iod,
+        "ear": 1.0 - np.asarray(pts["blink"], np.float64),
+    }
 
 
 def summarise(per_clip: "pandas.DataFrame") -> dict[str, float]:  # noqa: F821
@@ -258,12 +308,17 @@ def real_clip_landmarks(video: Path, row, max_frames: int | None = None) -> tupl
     return dlib_faces.analyse_frames(panel)["landmarks"], fps
 
 
+TRUTH_POINTS = ("eye_l", "eye_r", "lip_in_top", "lip_in_bottom", "mouth_l", "mouth_r", "chin", "nose_tip")
+
+
 def synth_clip_landmarks(root: Path, truth: "pandas.DataFrame", actor: str, emotion: str, clip: int,  # noqa: F821
-                         size: int = 256, max_frames: int | None = None) -> np.ndarray:
+                         size: int = 256, max_frames: int | None = None,
+                         with_truth: bool = False) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:
     """dlib landmarks (N, 68, 2) of one synthetic clip's JPEG frames, upsampled to `size` px.
 
     Boxes come from the renderer's eye centres and mouth corners (ground truth), because HOG finds
-    no cartoon face; see the module docstring.
+    no cartoon face; see the module docstring. With `with_truth`, also the renderer's own points
+    {name: (N, 2)} in the same `size`-px frame (TRUTH_POINTS) and "blink" (N,), for `truth_signals`.
     """
     from PIL import Image
 
@@ -284,7 +339,12 @@ def synth_clip_landmarks(root: Path, truth: "pandas.DataFrame", actor: str, emot
     to_big = lambda q: (q + 0.5) * k - 0.5  # noqa: E731  pixel centres scale about the corner
     eye = to_big((px("eye_l") + px("eye_r")) / 2)
     mouth = to_big((px("mouth_l") + px("mouth_r")) / 2)
-    return landmarks_in_boxes(np.stack(frames), box_from_eyes_mouth(eye, mouth))
+    lms = landmarks_in_boxes(np.stack(frames), box_from_eyes_mouth(eye, mouth))
+    if not with_truth:
+        return lms
+    pts = {name: to_big(px(name)) for name in TRUTH_POINTS}
+    pts["blink"] = rows["blink"].to_numpy(np.float64)
+    return lms, pts
 
 
 # ---------------------------------------------------------------------------
@@ -309,7 +369,12 @@ def measure_real(clips_dir: Path, max_frames: int | None = None) -> "pandas.Data
 
 
 def measure_synth(root: Path, emotions: tuple[str, ...] = ("neutral",), max_clips: int | None = None,
-                  max_frames: int | None = None) -> "pandas.DataFrame":  # noqa: F821
+                  max_frames: int | None = None, truth_rows: bool = True) -> "pandas.DataFrame":  # noqa: F821
+    """dlib statistics of a synthetic root's clips; with `truth_rows`, also the renderer's own (source "... truth").
+
+    The two readers see the same clips, so a statistic that is within on the truth rows and out on the
+    dlib rows is the landmark detector's doing, not the renderer's motion.
+    """
     import pandas as pd
     from tqdm import tqdm
 
@@ -326,9 +391,16 @@ def measure_synth(root: Path, emotions: tuple[str, ...] = ("neutral",), max_clip
     label = f"synth {meta['preset']} ({meta['size']} px)"
     rows = []
     for actor, emotion, clip in tqdm(keys, desc=f"calibrate {meta['preset']}", unit="clip"):
-        lms = synth_clip_landmarks(root, truth, actor, emotion, int(clip), max_frames=max_frames)
-        rows.append({"source": label, "clip": f"{actor}/{emotion}/{int(clip):03d}", "fps": fps,
-                     **clip_statistics(lms, fps)})
+        name = f"{actor}/{emotion}/{int(clip):03d}"
+        lms, pts = synth_clip_landmarks(root, truth, actor, emotion, int(clip), max_frames=max_frames,
+                                        with_truth=True)
+        rows.append({"source": label, "clip": name, "fps": fps, **clip_statistics(lms, fps)})
+        if truth_rows:
+            dlib_iod = np.linalg.norm(lms[:, 45] - lms[:, 36], axis=-1)
+            centres = np.linalg.norm(pts["eye_r"] - pts["eye_l"], axis=-1)
+            iod_scale = float(np.nanmedian(dlib_iod) / np.median(centres))
+            rows.append({"source": f"{label} truth", "clip": name, "fps": fps, "iod_scale": iod_scale,
+                         **signal_statistics(truth_signals(pts, iod_scale), fps)})
     return pd.DataFrame(rows)
 
 
@@ -344,7 +416,8 @@ def comparison_table(per_clip: "pandas.DataFrame") -> "pandas.DataFrame":  # noq
         for s in STATISTICS:
             rows[s][f"{src} median"] = med[s]
             rows[s][f"{src} ratio"] = cmp[s]["ratio"]
-            rows[s][f"{src} within"] = "yes" if cmp[s]["within"] else "no"
+            rows[s][f"{src} within"] = ("n/a" if not np.isfinite(cmp[s]["ratio"]) else
+                                        "yes" if cmp[s]["within"] else "no")
     return pd.DataFrame(list(rows.values()))
 
 
@@ -364,7 +437,8 @@ def markdown(table: "pandas.DataFrame") -> str:  # noqa: F821
         cells = [r["statistic"], r["unit"], f"{r['real_median']:.4g}"]
         cells += [f"{r[f'{s} median']:.4g} / {r[f'{s} ratio']:.2f} / {r[f'{s} within']}" for s in sources]
         lines.append("| " + " | ".join(cells) + " |")
-    counts = [f"{s}: {int((table[f'{s} within'] == 'yes').sum())}/{len(table)}" for s in sources]
+    counts = [f"{s}: {int((table[f'{s} within'] == 'yes').sum())}/{int((table[f'{s} within'] != 'n/a').sum())}"
+              for s in sources]
     return "\n".join(lines) + "\n\nWithin ±25 % of the real median: " + "; ".join(counts) + "\n"
 
 
@@ -408,8 +482,11 @@ def figure(per_clip: "pandas.DataFrame", path: Path) -> None:  # noqa: F821
 
 def calibrate(real: str | Path, synth: list[str | Path], out: str | Path = "reports/calibration",
               max_frames: int | None = None, max_clips: int | None = None,
-              emotions: tuple[str, ...] = ("neutral",)) -> dict:
-    """Measure the real source panels and every synthetic root; write calibration.csv/.md/.png and per_clip.csv."""
+              emotions: tuple[str, ...] = ("neutral",), truth_rows: bool = True) -> dict:
+    """Measure the real source panels and every synthetic root; write calibration.csv/.md/.png and per_clip.csv.
+
+    With `truth_rows`, each synthetic root gets a second column measured on the renderer's own landmarks.
+    """
     import pandas as pd
 
     t0 = time.perf_counter()
@@ -420,7 +497,7 @@ def calibrate(real: str | Path, synth: list[str | Path], out: str | Path = "repo
         if not (Path(root) / "meta.json").is_file():
             raise StcclError(f"{Path(root) / 'meta.json'} not found; render it with `stccl synth --out {root}`")
     parts = [measure_real(real, max_frames)]
-    parts += [measure_synth(Path(r), tuple(emotions), max_clips, max_frames) for r in synth]
+    parts += [measure_synth(Path(r), tuple(emotions), max_clips, max_frames, truth_rows) for r in synth]
     per_clip = pd.concat(parts, ignore_index=True)
     table = comparison_table(per_clip)
     out.mkdir(parents=True, exist_ok=True)
@@ -435,19 +512,23 @@ def calibrate(real: str | Path, synth: list[str | Path], out: str | Path = "repo
               "with landmarks): " + "; ".join(f"{s}: {int(r.clips)} ({int(r.frames)}, {int(r.found)})"
                                              for s, r in counts.iterrows()) +
               ".\nMedian over clips of each per-clip statistic (blink_rate: pooled, all blinks / all seconds); "
-              "ratio = synthetic / real; `yes` = within ±25 %. Definitions: stccl/real/calibration.py.\n\n")
+              "ratio = synthetic / real; `yes` = within ±25 %. Definitions: stccl/real/calibration.py."
+              + (" `truth` columns: the same clips and statistics, read from the renderer's own landmark positions "
+                 "instead of dlib's (no detector jitter; no cheek outline or nose wings: n/a)." if truth_rows else "")
+              + "\n\n")
     atomic_write_text(out / "calibration.md", header + markdown(table))
     figure(per_clip, out / "calibration.png")
     seconds = time.perf_counter() - t0
     atomic_write_json(out / "run.json", {"real": str(real), "synth": [str(r) for r in synth], "max_frames": max_frames,
                                          "max_clips": max_clips, "emotions": list(emotions),
+                                         "truth_rows": truth_rows,
                                          "seconds": round(seconds, 1)})
     return {"table": table, "per_clip": per_clip, "seconds": seconds, "out": str(out)}
 
 
 def _cmd_calibrate(args) -> int:
     res = calibrate(args.real, args.synth, args.out, max_frames=args.max_frames, max_clips=args.max_clips,
-                    emotions=tuple(args.emotions))
+                    emotions=tuple(args.emotions), truth_rows=args.truth)
     print(markdown(res["table"]), end="")
     print(f"wrote {res['out']}/calibration.csv, calibration.md, calibration.png, per_clip.csv, run.json "
           f"in {res['seconds']:.1f} s")
@@ -463,4 +544,6 @@ def add_cli(sub) -> None:
     p.add_argument("--max-clips", type=int, default=None, help="at most N clips per synthetic root")
     p.add_argument("--emotions", nargs="+", default=["neutral"],
                    help="synthetic emotions to measure (default neutral, like the real source panels)")
+    p.add_argument("--no-truth", dest="truth", action="store_false",
+                   help="skip the columns measured on the renderer's own landmarks (default: one per synthetic root)")
     p.set_defaults(func=_cmd_calibrate)
