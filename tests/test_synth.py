@@ -236,6 +236,8 @@ def test_presets():
         synth.make_config("huge")
     with pytest.raises(StcclError, match="n_test"):
         synth.make_config("tiny", n_identities=2, n_test=2)
+    with pytest.raises(StcclError, match="besides 'neutral'"):  # no pairs to align: refused before rendering
+        synth.make_config("tiny", emotions=("neutral",))
 
 
 def test_timing_and_coarticulation_helpers():
