@@ -1,4 +1,4 @@
-"""Tune the renderer's speech gains on its own landmarks (issue 13, item 1; the `calibrated` preset).
+"""Tune the renderer's speech gains on its own landmarks (issue 13, item 1; the default preset's gains).
 
 Renders small neutral sets of the default preset with speech gains and head-motion scale overridden, and
 prints the ratio of each speech and head statistic, read from the renderer's own landmark positions

@@ -171,20 +171,20 @@ def test_box_from_eyes_and_mouth_follows_the_face():
     np.testing.assert_allclose((turned[0, :2] + turned[0, 2:]) / 2, [100.0 - 50.0 * dy, 100.0 + 50.0 * dx])
 
 
-def test_calibrated_preset_is_opt_in_and_scales_the_speech_motion():
-    """Other presets keep the drawn width and jaw; `calibrated` scales open, width and round, and jaw by its gains."""
+def test_default_preset_scales_the_speech_motion_by_its_gains():
+    """Other presets keep the drawn width and jaw; the default scales open, width and round, and jaw by its gains."""
     from stccl.data import synth
 
-    for name in ("tiny", "loose", "control", "default"):
+    for name in ("tiny", "loose", "control", "mead-v1"):
         assert synth.PRESETS[name].speech_width_gain == 1.0 and synth.PRESETS[name].speech_jaw_gain == 1.0
     for name in ("tiny", "loose", "control"):
         assert synth.PRESETS[name].speech_open_gain == 1.0
-    cal_cfg = synth.make_config("calibrated")
-    base = dataclasses.replace(cal_cfg, speech_open_gain=1.0, speech_width_gain=1.0, speech_jaw_gain=1.0)
+    cfg = synth.make_config("default")
+    base = dataclasses.replace(cfg, speech_open_gain=1.0, speech_width_gain=1.0, speech_jaw_gain=1.0)
     ph = synth.make_sentence(0, 1, base)
     a = synth.plan_clip(base, 0, 0, "neutral", 1, ph).speech
-    b = synth.plan_clip(cal_cfg, 0, 0, "neutral", 1, ph).speech
-    gains = [cal_cfg.speech_open_gain, cal_cfg.speech_width_gain, cal_cfg.speech_width_gain, cal_cfg.speech_jaw_gain]
+    b = synth.plan_clip(cfg, 0, 0, "neutral", 1, ph).speech
+    gains = [cfg.speech_open_gain, cfg.speech_width_gain, cfg.speech_width_gain, cfg.speech_jaw_gain]
     assert len(set(gains)) > 1  # the gains differ, so a swapped column would fail
     np.testing.assert_allclose(b, a * np.array(gains))
     with pytest.raises(Exception, match="speech_jaw_gain"):

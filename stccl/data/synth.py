@@ -97,8 +97,8 @@ class SynthConfig:
     centre_y: float = 0.0           # face coordinate of the frame centre (positive: lower on the face)
     alignment: str = "dtw"          # "dtw": DTW on rendered mouth features (as on real data);
                                     # "truth": the path from the known sentence times (exact timing)
-    speech_open_gain: float = 1.0   # gain on the speech mouth opening (viseme "open"); the calibrated preset
-                                    # raises it to match real MEAD lips (reports/calibration)
+    speech_open_gain: float = 1.0   # gain on the speech mouth opening (viseme "open"); the default preset
+                                    # sets the three gains to match real MEAD speech (reports/calibration)
     speech_width_gain: float = 1.0  # gain on the speech mouth width and rounding (visemes "width", "round")
     speech_jaw_gain: float = 1.0    # gain on the speech jaw drop (viseme "jaw": chin, lower face outline)
     coherence: float = 1.0          # share of the speech motion's variance that every rendition of a sentence
@@ -149,15 +149,19 @@ class SynthConfig:
 # MEAD-like (issue 13): the official crop (the landmark box, brows to chin, enlarged by 10 %) at 112 px,
 # where the mouth spans 22-30 % of the width; speech moves lips, jaw, chin outline, cheeks and folds;
 # emotion adds brows, lids, cheeks and mouth corners and rescales the speech opening; each take has
-# its own timing (aligned by DTW), head motion and blinks. Lips, speaking rate, head motion and blinks
-# at the levels of the first (dlib-landmark) calibration, head motion slowed (pose_speed); no sensor noise and JPEG 90,
-# because the real source panels show none (static corner: 0.0001 mean abs frame difference at 64 px, vs
-# 0.0008 here and 0.014 for the old default; reports/calibration/frame_noise.md, experiments/frame_noise.py).
-# Its mouth width moves too much and its jaw too little on the renderer's own landmarks: `calibrated` below.
+# its own timing (aligned by DTW), head motion and blinks; no sensor noise and JPEG 90, because the real
+# source panels show none (static corner: 0.0001 mean abs frame difference at 64 px, vs 0.0008 here and
+# 0.014 for the old default; reports/calibration/frame_noise.md, experiments/frame_noise.py).
+# Speech motion calibrated on the renderer's own landmarks against real MEAD (`stccl calibrate`, truth
+# columns): mouth width and rounding x0.6 (at 1 they moved 1.6-2x real), jaw x2 (at 1 the chin moved half
+# as far as real), opening gain 1.5 (the larger jaw also opens the lower lip); speaking rate, head motion
+# (slowed: pose_speed) and blinks at their real levels. Tuned on 4 identities x 3 sentences (seed 1,
+# experiments/speech_gain_grid.py): truth/real mouth open 1.20, width 0.93, jaw drop 0.92 (mead-v1: 1.05,
+# 1.56, 0.46); reports/calibration/README.md has the full table and what the rest rests on.
 _DEFAULT = SynthConfig(preset="default", size=112, n_identities=15, n_test=3, n_sentences=6,
-                       syllables=(5, 7), zoom=1.65, centre_y=0.28, speech_cheeks=1.0, speech_open_gain=1.8,
-                       rate_range=(0.6, 0.7), pose_jitter=0.35, pose_speed=0.3, blink_rate=0.3,
-                       noise_std=0.0, jpeg_quality=90)
+                       syllables=(5, 7), zoom=1.65, centre_y=0.28, speech_cheeks=1.0, speech_open_gain=1.5,
+                       speech_width_gain=0.6, speech_jaw_gain=2.0, rate_range=(0.6, 0.7), pose_jitter=0.35,
+                       pose_speed=0.3, blink_rate=0.3, noise_std=0.0, jpeg_quality=90)
 
 PRESETS: dict[str, SynthConfig] = {
     "tiny": SynthConfig(preset="tiny", size=64, n_identities=8, n_test=2, n_sentences=3, syllables=(3, 5),
@@ -176,13 +180,10 @@ PRESETS: dict[str, SynthConfig] = {
     "control": SynthConfig(preset="control", size=64, n_identities=8, n_test=2, n_sentences=4, syllables=(4, 6),
                            pose_jitter=0.0, blink_rate=0.0, noise_std=0.0, jpeg_quality=95, zoom=2.8, centre_y=0.4,
                            emotion_timing=False, emotion_on_mouth=False, alignment="truth"),
-    # Opt-in, issue 13: the default preset with its speech motion calibrated on the renderer's own landmarks
-    # (the `truth` columns of `stccl calibrate`): mouth width and rounding x0.6 (they moved 1.6-2x real), jaw
-    # x2 (the chin moved half as far as real), opening gain 1.5 (the larger jaw also opens the lower lip).
-    # Measured on 4 identities x 3 sentences (seed 1): truth ratios to the real median mouth open 1.20, width
-    # 0.93, jaw drop 0.92 (the default: 1.05, 1.56, 0.46). reports/calibration/README.md has the full table.
-    "calibrated": dataclasses.replace(_DEFAULT, preset="calibrated", speech_open_gain=1.5, speech_width_gain=0.6,
-                                      speech_jaw_gain=2.0),
+    # The first MEAD-like default (2026-12-03 afternoon): speech gains from the dlib-landmark calibration only
+    # (opening 1.8, width and jaw at 1), kept to compare with; the reproduction of that day was made on it.
+    "mead-v1": dataclasses.replace(_DEFAULT, preset="mead-v1", speech_open_gain=1.8, speech_width_gain=1.0,
+                                   speech_jaw_gain=1.0),
 }
 
 # Expression parameters that act where speech moves the face; `emotion_on_mouth: false` zeroes them.
