@@ -15,8 +15,9 @@ from stccl.data.mead import EMOTIONS
 from stccl.io import StcclError
 from stccl.spfem.generator import DiscriminatorConfig, GeneratorConfig
 
-# Mouth crop as fractions of the aligned face (top, bottom, left, right). The
-# synthetic faces place the mouth centre at about 0.66 H (face_model.Identity.mouth_y).
+# Mouth crop as fractions of the aligned face (top, bottom, left, right), set for the loose framing
+# (`--preset loose`, tiny: mouth centre at about 0.66 H). A tighter crop moves the mouth up: the
+# default params set `aux.mouth_box` for the MEAD-like default (params/spfem_default_*.yaml).
 MOUTH_BOX = (0.56, 0.86, 0.27, 0.73)
 
 
