@@ -14,6 +14,7 @@ About 4-5 min per level on one core at the defaults.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stccl.data.synth import make_config, synthesize
+from stccl.data.synth import SynthConfig, make_config, synthesize
 from stccl.pipeline.figures import markdown
 
 MEASURE = "per_query"
@@ -37,15 +38,30 @@ def _run_json(cmd: list[str], log: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _same_render(meta_path: Path, cfg: SynthConfig) -> bool:
+    """Whether a cached level's data was rendered with `cfg` (the preset's name and worker count aside)."""
+    if not meta_path.is_file():
+        return False
+    saved = json.loads(meta_path.read_text())["config"]
+    known = {f.name for f in dataclasses.fields(SynthConfig)}
+    old = SynthConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known})
+    skip = ("preset", "workers")
+    return all(getattr(old, f) == getattr(cfg, f) for f in known if f not in skip)
+
+
 def one_level(c: float, args, out: Path) -> list[dict]:
     level = out / f"c{c:.2f}"
     done = level / "rows.json"
-    if done.is_file():
-        return json.loads(done.read_text())
-    level.mkdir(parents=True, exist_ok=True)
     data = level / "data"
     cfg = make_config(args.preset, size=64, n_identities=args.identities, n_test=args.test,
                       n_sentences=args.sentences, coherence=c, workers=1)
+    if done.is_file():
+        if not _same_render(data / "meta.json", cfg):
+            raise SystemExit(f"{level}: cached results were rendered with other settings than preset "
+                             f"{args.preset!r} and these options (or {data / 'meta.json'} is gone); "
+                             f"delete {level} to redo this level")
+        return json.loads(done.read_text())
+    level.mkdir(parents=True, exist_ok=True)
     synthesize(data, cfg, seed=0, force=True, progress=False)
     run = level / "metric"
     subprocess.run([sys.executable, "-m", "stccl", "train-metric", "--config", args.config, "--out", str(run),

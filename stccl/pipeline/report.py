@@ -411,8 +411,9 @@ def _premise_text(ct: pd.DataFrame, out: Path, fig_out: Callable[[Any, str], str
     if sweep.is_file() and (sweep_dir / "table.md").is_file():
         shutil.copyfile(sweep, out / "figures" / "coherence_sweep.png")
         text += ["### How the learned gap depends on shared speech (coherence sweep)", "",
-                 f"From `{sweep_dir}` (`experiments/coherence_sweep.py`, small data sets of this preset at "
-                 "five `coherence` levels, the default metric config for a fixed number of steps):", "",
+                 f"From `{sweep_dir}` (`experiments/coherence_sweep.py`, small data sets at five `coherence` "
+                 "levels of the preset the table names, which need not be this run's; the default metric config "
+                 "for a fixed number of steps):", "",
                  (sweep_dir / "table.md").read_text().strip(), "",
                  "![coherence sweep](figures/coherence_sweep.png)", ""]
     return text
