@@ -1,7 +1,8 @@
 #!/bin/bash
 # The premise before learning on small sets of the MEAD-like framing, one renderer factor at a time
 # (README "The default data and the paper's premise"). Each row: render 6 identities x 3 sentences at
-# 64 px with overrides of the default preset, then `stccl diagnose --untrained` on all pairs.
+# 64 px with overrides of preset mead-v1 (the default when the table was made, before the speech gains were
+# calibrated: width and jaw at 1), then `stccl diagnose --untrained` on all pairs.
 #   bash experiments/premise_factors.sh [OUT_DIR]      (about 20 s per row on an idle core)
 set -euo pipefail
 OUT=${1:-data/premise_factors}
@@ -24,9 +25,10 @@ PY
 print(f'{sys.argv[2]:24s} temporal VD pos {r[\"pos\"]:.3f} gap {r[\"gap\"]:.3f}')" "$OUT/$name.json" "$name"
 }
 mkdir -p "$OUT"
-row control_premise default $FRAME $CLEAN "alignment='truth'" emotion_timing=False emotion_on_mouth=False
-row emotion_on_mouth default $FRAME $CLEAN "alignment='truth'" emotion_timing=False
-row own_timing_dtw default $FRAME $CLEAN
-row new_default default
-row sensor_noise default $FRAME "alignment='truth'" emotion_timing=False emotion_on_mouth=False pose_jitter=0.0 blink_rate=0.0 noise_std=0.02 jpeg_quality=85
+row control_premise mead-v1 $FRAME $CLEAN "alignment='truth'" emotion_timing=False emotion_on_mouth=False
+row emotion_on_mouth mead-v1 $FRAME $CLEAN "alignment='truth'" emotion_timing=False
+row own_timing_dtw mead-v1 $FRAME $CLEAN
+row mead_v1 mead-v1
+row default default
+row sensor_noise mead-v1 $FRAME "alignment='truth'" emotion_timing=False emotion_on_mouth=False pose_jitter=0.0 blink_rate=0.0 noise_std=0.02 jpeg_quality=85
 row old_default loose
