@@ -58,8 +58,7 @@ def main() -> None:
         if i >= args.max_clips:
             break
         g = g.sort_values("frame")
-        pts = {n: (np.stack([g[f"lm_{n}_x"], g[f"lm_{n}_y"]], -1) + 0.5) * k - 0.5 for n in cal.TRUTH_POINTS}
-        pts["blink"] = g["blink"].to_numpy(float)
+        pts = cal.truth_points(g, k)
         rows.append({"source": "truth", **speeds(cal.truth_signals(pts, iod_scale), float(meta["fps"]))})
     df = pd.DataFrame(rows)
     med = df.groupby("source").median()

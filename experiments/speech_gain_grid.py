@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from stccl.data import synth
@@ -32,8 +31,7 @@ def truth_ratios(root: Path, real: dict, iod_scale: float) -> dict[str, float]:
     per = []
     for _, g in truth.groupby(["actor", "clip"]):
         g = g.sort_values("frame")
-        pts = {n: (np.stack([g[f"lm_{n}_x"], g[f"lm_{n}_y"]], -1) + 0.5) * k - 0.5 for n in cal.TRUTH_POINTS}
-        pts["blink"] = g["blink"].to_numpy(float)
+        pts = cal.truth_points(g, k)
         per.append(cal.signal_statistics(cal.truth_signals(pts, iod_scale), 25.0))
     med = cal.summarise(pd.DataFrame(per))
     return {s: round(med[s] / real[s], 2) for s in SHOWN}

@@ -156,7 +156,7 @@ class SynthConfig:
 # columns): mouth width and rounding x0.6 (at 1 they moved 1.6-2x real), jaw x2 (at 1 the chin moved half
 # as far as real), opening gain 1.5 (the larger jaw also opens the lower lip); speaking rate, head motion
 # (slowed: pose_speed) and blinks at their real levels. Tuned on 4 identities x 3 sentences (seed 1,
-# experiments/speech_gain_grid.py): truth/real mouth open 1.20, width 0.93, jaw drop 0.92 (mead-v1: 1.05,
+# experiments/speech_gain_grid.py): truth/real mouth open 1.21, width 0.94, jaw drop 0.92 (mead-v1: 1.05,
 # 1.56, 0.46); reports/calibration/README.md has the full table and what the rest rests on.
 _DEFAULT = SynthConfig(preset="default", size=112, n_identities=15, n_test=3, n_sentences=6,
                        syllables=(5, 7), zoom=1.65, centre_y=0.28, speech_cheeks=1.0, speech_open_gain=1.5,

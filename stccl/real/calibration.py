@@ -340,11 +340,16 @@ def synth_clip_landmarks(root: Path, truth: "pandas.DataFrame", actor: str, emot
     eye = to_big((px("eye_l") + px("eye_r")) / 2)
     mouth = to_big((px("mouth_l") + px("mouth_r")) / 2)
     lms = landmarks_in_boxes(np.stack(frames), box_from_eyes_mouth(eye, mouth))
-    if not with_truth:
-        return lms
-    pts = {name: to_big(px(name)) for name in TRUTH_POINTS}
+    return (lms, truth_points(rows, size / native)) if with_truth else lms
+
+
+def truth_points(rows: "pandas.DataFrame", k: float = 1.0) -> dict[str, np.ndarray]:  # noqa: F821
+    """The renderer's TRUTH_POINTS {name: (N, 2)} and "blink" (N,) of one clip's ground-truth rows (in
+    frame order), scaled by k about the pixel corner (k = 256 / size: the calibration's 256-px frame)."""
+    pts = {name: (np.stack([rows[f"lm_{name}_x"], rows[f"lm_{name}_y"]], -1).astype(np.float64) + 0.5) * k - 0.5
+           for name in TRUTH_POINTS}
     pts["blink"] = rows["blink"].to_numpy(np.float64)
-    return lms, pts
+    return pts
 
 
 # ---------------------------------------------------------------------------
