@@ -93,6 +93,41 @@ BOX_FROM_EYES_MOUTH = (0.05, 0.47, 2.08)
 # Per-frame signals and per-clip statistics (pure numpy: the tested part)
 # ---------------------------------------------------------------------------
 
+class _FaceFrame:
+    """The eye-line frame of one clip's faces, shared by the dlib and the renderer readers.
+
+    left, right: (N, 2) eye points (image left and right); iod: (N,) the inter-ocular distance in the
+    statistics' unit (dlib's outer-corner distance). e = eye midpoint, u = unit eye line, v = u turned
+    towards the chin (y is down), safe = iod with NaN where it is ~0, scale = the clip's median IOD.
+    """
+
+    def __init__(self, left: np.ndarray, right: np.ndarray, iod: np.ndarray):
+        eye_vec = right - left  # (N, 2)
+        length = np.linalg.norm(eye_vec, axis=-1)
+        self.safe = np.where(iod > 1e-9, iod, np.nan)
+        self.u = eye_vec / np.where(length > 1e-9, length, np.nan)[:, None]
+        self.v = np.stack([-self.u[:, 1], self.u[:, 0]], -1)
+        self.e = (left + right) / 2
+        self.scale = np.nanmedian(self.safe) if np.isfinite(self.safe).any() else np.nan
+
+    def along(self, q: np.ndarray) -> np.ndarray:
+        return ((q - self.e) * self.u).sum(-1) / self.safe
+
+    def down(self, q: np.ndarray) -> np.ndarray:
+        return ((q - self.e) * self.v).sum(-1) / self.safe
+
+    def head_signals(self, nose_tip: np.ndarray) -> dict[str, np.ndarray]:
+        """head_x, head_y, head_roll, head_yaw, head_pitch, head_scale (module docstring)."""
+        return {
+            "head_x": self.e[:, 0] / self.scale,
+            "head_y": self.e[:, 1] / self.scale,
+            "head_roll": np.degrees(np.arctan2(self.u[:, 1], self.u[:, 0])),
+            "head_yaw": self.along(nose_tip),
+            "head_pitch": self.down(nose_tip),
+            "head_scale": np.log(self.safe / self.scale),
+        }
+
+
 def frame_signals(lms: np.ndarray) -> dict[str, np.ndarray]:
     """Per-frame signals of (N, 68, 2) landmarks -> {name: (N,)}, NaN where a row is NaN.
 
@@ -100,30 +135,18 @@ def frame_signals(lms: np.ndarray) -> dict[str, np.ndarray]:
     """
     lms = np.asarray(lms, np.float64)
     p = lambda i: lms[:, i]  # noqa: E731  (N, 2)
-    eye_vec = p(45) - p(36)  # (N, 2)
-    iod = np.linalg.norm(eye_vec, axis=-1)  # (N,)
-    safe = np.where(iod > 1e-9, iod, np.nan)
-    u = eye_vec / safe[:, None]
-    v = np.stack([-u[:, 1], u[:, 0]], -1)  # u turned towards the chin (y is down)
-    e = (p(36) + p(45)) / 2
-    along = lambda q: ((q - e) * u).sum(-1) / safe  # noqa: E731
-    down = lambda q: ((q - e) * v).sum(-1) / safe  # noqa: E731
+    iod = np.linalg.norm(p(45) - p(36), axis=-1)  # (N,)
+    f = _FaceFrame(p(36), p(45), iod)
     dist = lambda a, b: np.linalg.norm(p(a) - p(b), axis=-1)  # noqa: E731
-    scale = np.nanmedian(safe) if np.isfinite(safe).any() else np.nan
     ear = ((dist(37, 41) + dist(38, 40)) / (2 * dist(36, 39)) +
            (dist(43, 47) + dist(44, 46)) / (2 * dist(42, 45))) / 2
     return {
-        "mouth_open": dist(62, 66) / safe,
-        "mouth_width": dist(54, 48) / safe,
-        "jaw_drop": down(p(8)),
-        "cheek": np.mean([down(p(i)) for i in CHEEK_POINTS], 0),
-        "nasolabial": (dist(31, 48) + dist(35, 54)) / 2 / safe,
-        "head_x": e[:, 0] / scale,
-        "head_y": e[:, 1] / scale,
-        "head_roll": np.degrees(np.arctan2(u[:, 1], u[:, 0])),
-        "head_yaw": along(p(30)),
-        "head_pitch": down(p(30)),
-        "head_scale": np.log(safe / scale),
+        "mouth_open": dist(62, 66) / f.safe,
+        "mouth_width": dist(54, 48) / f.safe,
+        "jaw_drop": f.down(p(8)),
+        "cheek": np.mean([f.down(p(i)) for i in CHEEK_POINTS], 0),
+        "nasolabial": (dist(31, 48) + dist(35, 54)) / 2 / f.safe,
+        **f.head_signals(p(30)),
         "iod": iod,
         "ear": ear,
     }
@@ -216,29 +239,16 @@ def truth_signals(pts: dict[str, np.ndarray], iod_scale: float) -> dict[str, np.
     readers. The renderer has no lower-cheek outline or nose wings: cheek and nasolabial are NaN.
     The EAR stand-in is 1 - closure (open 1, shut 0), read by the same blink detector.
     """
-    eye_vec = pts["eye_r"] - pts["eye_l"]  # (N, 2)
-    centres = np.linalg.norm(eye_vec, axis=-1)
-    iod = centres * iod_scale
-    safe = np.where(iod > 1e-9, iod, np.nan)
-    u = eye_vec / np.where(centres > 1e-9, centres, np.nan)[:, None]
-    v = np.stack([-u[:, 1], u[:, 0]], -1)
-    e = (pts["eye_l"] + pts["eye_r"]) / 2
-    along = lambda q: ((q - e) * u).sum(-1) / safe  # noqa: E731
-    down = lambda q: ((q - e) * v).sum(-1) / safe  # noqa: E731
-    scale = np.nanmedian(safe)
-    nan = np.full(len(e), np.nan)
+    iod = np.linalg.norm(pts["eye_r"] - pts["eye_l"], axis=-1) * iod_scale
+    f = _FaceFrame(pts["eye_l"], pts["eye_r"], iod)
+    nan = np.full(len(iod), np.nan)
     return {
-        "mouth_open": np.linalg.norm(pts["lip_in_top"] - pts["lip_in_bottom"], axis=-1) / safe,
-        "mouth_width": np.linalg.norm(pts["mouth_r"] - pts["mouth_l"], axis=-1) / safe,
-        "jaw_drop": down(pts["chin"]),
+        "mouth_open": np.linalg.norm(pts["lip_in_top"] - pts["lip_in_bottom"], axis=-1) / f.safe,
+        "mouth_width": np.linalg.norm(pts["mouth_r"] - pts["mouth_l"], axis=-1) / f.safe,
+        "jaw_drop": f.down(pts["chin"]),
         "cheek": nan,
         "nasolabial": nan.copy(),
-        "head_x": e[:, 0] / scale,
-        "head_y": e[:, 1] / scale,
-        "head_roll": np.degrees(np.arctan2(u[:, 1], u[:, 0])),
-        "head_yaw": along(pts["nose_tip"]),
-        "head_pitch": down(pts["nose_tip"]),
-        "head_scale": np.log(safe / scale),
+        **f.head_signals(pts["nose_tip"]),
         "iod": iod,
         "ear": 1.0 - np.asarray(pts["blink"], np.float64),
     }
@@ -352,6 +362,19 @@ def truth_points(rows: "pandas.DataFrame", k: float = 1.0) -> dict[str, np.ndarr
     return pts
 
 
+def truth_clip_signals(root: Path, iod_scale: float, emotion: str = "neutral", max_clips: int | None = None,
+                       size: int = 256) -> tuple[list[dict[str, np.ndarray]], float]:
+    """`truth_signals` of every clip of one emotion in a synthetic root (actor, clip order; at most `max_clips`),
+    read from its ground truth at `size` px (the calibration's frame), and the root's fps. No frames are decoded."""
+    from stccl.data.synth import _read_meta, load_ground_truth
+
+    meta = _read_meta(Path(root))
+    truth = load_ground_truth(root)
+    clips = list(truth[truth["emotion"] == emotion].groupby(["actor", "clip"]))[:max_clips]
+    k = size / int(meta["size"])
+    return [truth_signals(truth_points(g.sort_values("frame"), k), iod_scale) for _, g in clips], float(meta["fps"])
+
+
 # ---------------------------------------------------------------------------
 # Batch, table, figure
 # ---------------------------------------------------------------------------
@@ -371,6 +394,11 @@ def measure_real(clips_dir: Path, max_frames: int | None = None) -> "pandas.Data
         lms, fps = real_clip_landmarks(video, row, max_frames)
         rows.append({"source": "real", "clip": row["clip"], "fps": fps, **clip_statistics(lms, fps)})
     return pd.DataFrame(rows)
+
+
+def source_label(meta: dict) -> str:
+    """The table's source name of a synthetic root (its dlib rows; the renderer's rows add " truth")."""
+    return f"synth {meta['preset']} ({meta['size']} px)"
 
 
 def measure_synth(root: Path, emotions: tuple[str, ...] = ("neutral",), max_clips: int | None = None,
@@ -393,7 +421,7 @@ def measure_synth(root: Path, emotions: tuple[str, ...] = ("neutral",), max_clip
     keys = list(keys)[:max_clips] if max_clips else list(keys)
     if not keys:
         raise StcclError(f"{root}: no synthetic clips with emotion(s) {list(emotions)}")
-    label = f"synth {meta['preset']} ({meta['size']} px)"
+    label = source_label(meta)
     rows = []
     for actor, emotion, clip in tqdm(keys, desc=f"calibrate {meta['preset']}", unit="clip"):
         name = f"{actor}/{emotion}/{int(clip):03d}"
