@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stccl.data.synth import SynthConfig, make_config, synthesize
+from stccl.data.synth import SynthConfig, config_of, make_config, synthesize
 from stccl.pipeline.figures import markdown
 
 MEASURE = "per_query"
@@ -42,11 +42,8 @@ def _same_render(meta_path: Path, cfg: SynthConfig) -> bool:
     """Whether a cached level's data was rendered with `cfg` (the preset's name and worker count aside)."""
     if not meta_path.is_file():
         return False
-    saved = json.loads(meta_path.read_text())["config"]
-    known = {f.name for f in dataclasses.fields(SynthConfig)}
-    old = SynthConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known})
-    skip = ("preset", "workers")
-    return all(getattr(old, f) == getattr(cfg, f) for f in known if f not in skip)
+    old = config_of(json.loads(meta_path.read_text()))
+    return dataclasses.replace(old, preset=cfg.preset, workers=cfg.workers) == cfg
 
 
 def one_level(c: float, args, out: Path) -> list[dict]:

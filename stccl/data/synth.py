@@ -732,6 +732,11 @@ def _read_meta(root: Path) -> dict:
     return meta
 
 
+def config_of(meta: dict) -> SynthConfig:
+    """The SynthConfig a data set was rendered with, from its meta.json (fields added later take their defaults)."""
+    return SynthConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["config"].items()})
+
+
 def render_target(root: str | os.PathLike, actor: str, clip: int, emotion: str, source_emotion: str = "neutral",
                   intensity: int | None = None) -> np.ndarray:
     """Ground truth (N, H, W, 3) uint8: `actor` saying sentence `clip` with `emotion`, on the source's timing.
@@ -756,7 +761,7 @@ def render_target(root: str | os.PathLike, actor: str, clip: int, emotion: str, 
             meta["intensities"].get(actor, {}).get(emotion, {}).get(f"{int(clip):03d}", 3))
     if intensity not in fm.INTENSITY_SCALE:
         raise StcclError(f"render_target: intensity must be 0..3, got {intensity!r}")
-    cfg = SynthConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["config"].items()})
+    cfg = config_of(meta)
     truth = load_ground_truth(root)
     rows = truth[(truth["actor"] == actor) & (truth["emotion"] == source_emotion) & (truth["clip"] == int(clip))]
     if rows.empty:
