@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import median_filter
 
-from stccl.data.synth import _read_meta, load_ground_truth
+from stccl.data.synth import _read_meta
 from stccl.real import calibration as cal
 from stccl.real.published_clips import read_manifest
 
@@ -49,17 +49,9 @@ def main() -> None:
         rows.append({"source": "real", **speeds(cal.frame_signals(lms), fps)})
     per_clip = pd.read_csv(args.table)
     meta = _read_meta(root)
-    label = f"synth {meta['preset']} ({meta['size']} px) truth"
-    iod_scale = float(per_clip[per_clip["source"] == label]["iod_scale"].median())
-    truth = load_ground_truth(root)
-    truth = truth[truth["emotion"] == "neutral"]
-    k = 256 / int(meta["size"])
-    for i, (_, g) in enumerate(truth.groupby(["actor", "clip"])):
-        if i >= args.max_clips:
-            break
-        g = g.sort_values("frame")
-        pts = cal.truth_points(g, k)
-        rows.append({"source": "truth", **speeds(cal.truth_signals(pts, iod_scale), float(meta["fps"]))})
+    iod_scale = float(per_clip[per_clip["source"] == f"{cal.source_label(meta)} truth"]["iod_scale"].median())
+    signals, fps = cal.truth_clip_signals(root, iod_scale, max_clips=args.max_clips)
+    rows += [{"source": "truth", **speeds(sig, fps)} for sig in signals]
     df = pd.DataFrame(rows)
     med = df.groupby("source").median()
     for col in med.columns:

@@ -24,16 +24,8 @@ SHOWN = ("mouth_open_amp", "mouth_open_vel", "mouth_width_amp", "mouth_width_vel
 
 
 def truth_ratios(root: Path, real: dict, iod_scale: float) -> dict[str, float]:
-    truth = synth.load_ground_truth(root)
-    truth = truth[truth["emotion"] == "neutral"]
-    size = int(synth._read_meta(root)["size"])
-    k = 256 / size  # the calibration reads landmarks at the real panels' 256 px
-    per = []
-    for _, g in truth.groupby(["actor", "clip"]):
-        g = g.sort_values("frame")
-        pts = cal.truth_points(g, k)
-        per.append(cal.signal_statistics(cal.truth_signals(pts, iod_scale), 25.0))
-    med = cal.summarise(pd.DataFrame(per))
+    signals, fps = cal.truth_clip_signals(root, iod_scale)
+    med = cal.summarise(pd.DataFrame([cal.signal_statistics(sig, fps) for sig in signals]))
     return {s: round(med[s] / real[s], 2) for s in SHOWN}
 
 
