@@ -11,7 +11,11 @@ Five small CNNs, all trained on the TRAIN identities only and cached on disk:
   and FAD at evaluation;
 - `mouth`: a regressor from the mouth crop to the speech (viseme) parameters
   of the ground-truth table. It is an evaluation instrument only: the
-  generator never sees the ground-truth table.
+  generator never sees the ground-truth table;
+- `landmarks`: a regressor from the frame to the renderer's 16 landmarks,
+  the NED-like generator's stand-in for a pretrained face fitter
+  (`stccl.spfem.expression`). Like the others it learns from the train
+  identities only; the generator uses its estimates, never the table.
 
 The cache lives in `{data_root}/.aux/{name}-{hash}.pt`; the hash covers the
 data's meta.json, the aux config and the network spec, so a change in any of
@@ -37,15 +41,18 @@ from stccl.config import to_dict
 from stccl.data.mead import EMOTIONS, MeadLayout, resolve_test_actors, split_actors
 from stccl.io import StcclError, read_json, to_json
 from stccl.runs import load_checkpoint, save_checkpoint
+from stccl.data.face_model import LANDMARKS
 from stccl.spfem.config import MOUTH_BOX, AuxConfig, load_spfem_config
+from stccl.spfem.expression import LANDMARK_WIDTHS, LandmarkEmotionClassifier, LandmarkRegressor
 
 AUX_VERSION = 1
 MOUTH_PARAMS = ("v_open", "v_width", "v_round", "v_jaw")  # speech (viseme) columns of ground_truth.parquet
+LANDMARK_COLUMNS = tuple(f"lm_{n}_{c}" for n in LANDMARKS for c in "xy")  # pixels at the data's frame size
 
 
 @dataclass(frozen=True)
 class NetSpec:
-    kind: str                    # "emotion" | "identity" | "mouth"
+    kind: str                    # "emotion" | "identity" | "mouth" | "landmarks"
     widths: tuple[int, ...]
     kernel: int
     dropout: float
@@ -59,6 +66,8 @@ NET_SPECS = {
     "identity_train": NetSpec("identity", (16, 32, 64, 128), 3, 0.0, seed=31),
     "identity_eval": NetSpec("identity", (24, 48, 96, 96), 5, 0.1, seed=43),
     "mouth": NetSpec("mouth", (24, 48, 96), 3, 0.0, seed=57),
+    "landmarks": NetSpec("landmarks", LANDMARK_WIDTHS, 3, 0.0, seed=67),
+    "emotion_landmarks": NetSpec("landmark_emotion", (128,), 0, 0.0, seed=71),
 }
 
 
@@ -140,6 +149,10 @@ def build_net(name: str, num_identities: int, cfg: AuxConfig) -> nn.Module:
         return EmotionClassifier(spec)
     if spec.kind == "identity":
         return IdentityEmbedder(spec, num_identities)
+    if spec.kind == "landmarks":
+        return LandmarkRegressor(spec.widths, spec.kernel)
+    if spec.kind == "landmark_emotion":
+        return LandmarkEmotionClassifier(spec.widths[0])
     return MouthRegressor(spec, cfg.mouth_box)
 
 
@@ -153,6 +166,7 @@ class FrameTable:
     actor_idx: torch.Tensor      # (N,)
     emotion_idx: torch.Tensor    # (N,)
     mouth: torch.Tensor          # (N, P) float, NaN when the table has no row
+    landmarks: torch.Tensor      # (N, L, 2) (x, y) as fractions of the frame side, NaN when unknown
     is_val: torch.Tensor         # (N,) bool
     actors: list[str]
 
@@ -166,8 +180,8 @@ def load_frame_table(root: str | Path, cfg: AuxConfig, split: str = "train",
     layout = MeadLayout(root)
     tests = resolve_test_actors(root, test_actors)
     actors = split_actors(layout.actors(), tests, split, where=str(root))
-    gt = _mouth_lookup(root)
-    frames, a_idx, e_idx, mouth, val = [], [], [], [], []
+    gt = _truth_lookup(root)
+    frames, a_idx, e_idx, truth, val = [], [], [], [], []
     for ai, actor in enumerate(tqdm(actors, desc=f"aux frames ({split})", leave=False)):
         for emotion in layout.emotions(actor):
             clips = layout.clips(actor, emotion)
@@ -179,13 +193,16 @@ def load_frame_table(root: str | Path, cfg: AuxConfig, split: str = "train",
                 a_idx.append(torch.full((len(idx),), ai))
                 e_idx.append(torch.full((len(idx),), EMOTIONS.index(emotion)))
                 val.append(torch.full((len(idx),), clip in val_clips))
-                mouth.append(_mouth_rows(gt, actor, emotion, clip, idx))
-    return FrameTable(torch.cat(frames), torch.cat(a_idx), torch.cat(e_idx), torch.cat(mouth), torch.cat(val),
-                      actors)
+                truth.append(_truth_rows(gt, actor, emotion, clip, idx))
+    truth = torch.cat(truth)  # (N, P + 2L)
+    P = len(MOUTH_PARAMS)
+    return FrameTable(torch.cat(frames), torch.cat(a_idx), torch.cat(e_idx), truth[:, :P],
+                      truth[:, P:].reshape(len(truth), -1, 2), torch.cat(val), actors)
 
 
-def _mouth_lookup(root: str | Path):
-    """Ground-truth speech parameters indexed by (actor, emotion, clip, frame), or None without a table."""
+def _truth_lookup(root: str | Path):
+    """Ground-truth speech parameters and landmarks (as fractions of the frame side) indexed by
+    (actor, emotion, clip, frame), or None without a table. Landmarks are NaN in a table without them."""
     path = Path(root) / "ground_truth.parquet"
     if not path.is_file():
         return None
@@ -196,12 +213,17 @@ def _mouth_lookup(root: str | Path):
     if missing:
         raise StcclError(f"{path}: columns {missing} missing; the mouth regressor needs the speech parameters "
                          f"{list(MOUTH_PARAMS)} per frame (re-render with `stccl synth`)")
-    return df.set_index(["actor", "emotion", "clip", "frame"])[list(MOUTH_PARAMS)].sort_index()
+    if all(c in df.columns for c in LANDMARK_COLUMNS):
+        side = float(read_json(Path(root) / "meta.json", "synthetic-data meta file")["size"])
+        df[list(LANDMARK_COLUMNS)] = df[list(LANDMARK_COLUMNS)] / side
+    else:
+        df = df.assign(**{c: np.nan for c in LANDMARK_COLUMNS})
+    return df.set_index(["actor", "emotion", "clip", "frame"])[list(MOUTH_PARAMS + LANDMARK_COLUMNS)].sort_index()
 
 
-def _mouth_rows(gt, actor: str, emotion: str, clip: int, idx: np.ndarray) -> torch.Tensor:
+def _truth_rows(gt, actor: str, emotion: str, clip: int, idx: np.ndarray) -> torch.Tensor:
     if gt is None:
-        return torch.full((len(idx), len(MOUTH_PARAMS)), float("nan"))
+        return torch.full((len(idx), len(MOUTH_PARAMS) + len(LANDMARK_COLUMNS)), float("nan"))
     keys = [(actor, emotion, int(clip), int(i)) for i in idx]
     rows = np.array(gt.reindex(keys).to_numpy(dtype=np.float32))  # writable copy
     return torch.from_numpy(rows)
@@ -240,6 +262,13 @@ def train_net(name: str, table: FrameTable, cfg: AuxConfig, progress: bool = Tru
         target = table.mouth[train_mask]
         net.mean.copy_(target.mean(0))
         net.std.copy_(target.std(0).clamp_min(1e-3))
+    if spec.kind in ("landmarks", "landmark_emotion"):
+        train_mask &= ~torch.isnan(table.landmarks).flatten(1).any(1)
+        if not train_mask.any():
+            raise StcclError(f"no ground-truth landmarks found for the train frames; aux net {name} needs "
+                             "{data_root}/ground_truth.parquet with lm_* columns (synthetic data from `stccl synth`)")
+        if spec.kind == "landmarks":
+            net.mean.copy_(table.landmarks[train_mask].mean(0).flatten())
     if spec.kind == "identity":
         # identity is judged across emotions and clips: use every train frame
         train_mask = torch.ones_like(train_mask)
@@ -250,12 +279,23 @@ def train_net(name: str, table: FrameTable, cfg: AuxConfig, progress: bool = Tru
     bar = tqdm(range(cfg.steps), desc=f"aux {name}", disable=not progress, leave=False)
     for _ in bar:
         pick = train_idx[torch.randint(len(train_idx), (cfg.batch_size,), generator=gen)]
+        if spec.kind == "landmark_emotion":
+            # landmarks, with noise of about the landmark regressor's error (0.5 px at 64 px)
+            lm = table.landmarks[pick] + 0.008 * torch.randn(table.landmarks[pick].shape, generator=gen)
+            loss = F.cross_entropy(net(lm), table.emotion_idx[pick])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            continue
         x = table.batch(pick)  # (B, 3, H, W)
         x = _augment(x, gen)
         if spec.kind == "emotion":
             loss = F.cross_entropy(net(x), table.emotion_idx[pick])
         elif spec.kind == "identity":
             loss = F.cross_entropy(net.logits(x), table.actor_idx[pick])
+        elif spec.kind == "landmarks":  # in pixels of the net's input
+            loss = F.smooth_l1_loss(net(x) * cfg.size, table.landmarks[pick] * cfg.size)
         else:
             loss = F.smooth_l1_loss((net(x) - net.mean) / net.std, (table.mouth[pick] - net.mean) / net.std)
         opt.zero_grad(set_to_none=True)
@@ -279,18 +319,28 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_net(name: str, net: nn.Module, table: FrameTable, batch: int = 256) -> dict:
-    """Held-out scores: accuracy on validation clips (emotion), MAE (mouth), leave-in accuracy (identity)."""
+    """Held-out scores: accuracy on validation clips (emotion), MAE (mouth), mean point error in pixels
+    (landmarks), leave-in accuracy (identity)."""
     kind = NET_SPECS[name].kind
     mask = table.is_val if kind != "identity" else torch.ones_like(table.is_val)
     idx = mask.nonzero().squeeze(1)
     if len(idx) == 0:
         return {}
+    if kind == "landmark_emotion":
+        ok = ~torch.isnan(table.landmarks[idx]).flatten(1).any(1)
+        pred = net(table.landmarks[idx][ok]).argmax(1)
+        return {"val_accuracy": float((pred == table.emotion_idx[idx][ok]).float().mean())}
     outs = torch.cat([net(table.batch(idx[i:i + batch])) if kind != "identity"
                       else net.logits(table.batch(idx[i:i + batch])) for i in range(0, len(idx), batch)])
     if kind == "emotion":
         return {"val_accuracy": float((outs.argmax(1) == table.emotion_idx[idx]).float().mean())}
     if kind == "identity":
         return {"train_accuracy": float((outs.argmax(1) == table.actor_idx[idx]).float().mean())}
+    if kind == "landmarks":
+        err = (outs - table.landmarks[idx]).norm(dim=2) * table.frames.shape[-1]  # (n, L) in pixels
+        ok = ~torch.isnan(err).any(1)
+        return {"val_error_px": float(err[ok].mean()),
+                "val_error_px_by_landmark": {n: float(v) for n, v in zip(LANDMARKS, err[ok].mean(0))}}
     target = table.mouth[idx]
     ok = ~torch.isnan(target).any(1)
     mae = (outs[ok] - target[ok]).abs().mean(0)

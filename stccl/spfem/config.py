@@ -62,6 +62,10 @@ class SpfemConfig:
     # grid does not survive it, so the generator has to change the face itself (0, 0: off).
     cls_shift: int = 2
     cls_noise: float = 0.02
+    # generator.output "expression": where the emotion loss reads the edit. "frames": the training classifier
+    # on the rendered frames (as for every other generator); "landmarks": the landmark emotion classifier on the
+    # manipulated landmarks (aux net emotion_landmarks), the parameter-space objective of NED's manipulator.
+    cls_on: Literal["frames", "landmarks"] = "frames"
     # STCCL (off for the baseline)
     stccl: bool = False
     stccl_checkpoint: str | None = None

@@ -41,6 +41,7 @@ from stccl.data.synth import render_target
 from stccl.io import StcclError, atomic_write_csv, atomic_write_json, atomic_write_text, read_json, to_json
 from stccl.spfem.aux_nets import aux_scores, batched, crop_mouth, load_aux_nets
 from stccl.spfem.config import AuxConfig
+from stccl.spfem.generator import GeneratorConfig
 from stccl.spfem.scores import NOT_COMPUTED, csim, frechet_distance, lpips_distance, ssim_psnr
 from stccl.spfem.train import load_generator
 
@@ -212,14 +213,35 @@ def generator_output_fn(G: torch.nn.Module, device="cpu") -> OutputFn:
     return fn
 
 
-def baseline_output_fn(kind: str, data_root: str | Path, size: int) -> OutputFn:
-    """Reference 'methods' that bracket a generator: 'copy' (output = input) and 'shuffled' (frames permuted)."""
+BASELINES = ("copy", "shuffled", "landmark_shift")
+
+
+def baseline_output_fn(kind: str, data_root: str | Path, size: int, aux_cfg: AuxConfig = AuxConfig()) -> OutputFn:
+    """Reference 'methods' that bracket a generator: 'copy' (output = input), 'shuffled' (frames permuted) and
+    'landmark_shift' (the NED-like renderer driven by the statistical manipulator
+    `stccl.spfem.expression.emotion_mean_shifts` of the train identities: an edit without learning)."""
+    if kind == "landmark_shift":
+        from stccl.spfem.aux_nets import load_frame_table
+        from stccl.spfem.expression import emotion_mean_shifts, rbf_warp
+
+        net = load_aux_nets(data_root, ["landmarks"], aux_cfg, progress=False)["landmarks"]
+        table = load_frame_table(data_root, aux_cfg)
+        with torch.no_grad():
+            lm = batched(lambda i: net(table.batch(i)), torch.arange(len(table.frames)))
+        shifts = emotion_mean_shifts(lm, table.actor_idx, table.emotion_idx, len(EMOTIONS))
+        sigma = GeneratorConfig().rbf_sigma
+
+        @torch.no_grad()
+        def shifted(source, emotion, reference):
+            points = batched(net, source)
+            return rbf_warp(source, points, points + shifts[emotion], sigma)
+        return shifted
     if kind == "copy":
         return lambda source, emotion, reference: source.clone()
     if kind == "shuffled":
         gen = torch.Generator().manual_seed(0)
         return lambda source, emotion, reference: source[torch.randperm(len(source), generator=gen)]
-    raise StcclError(f"unknown --baseline {kind!r}; expected copy or shuffled")
+    raise StcclError(f"unknown --baseline {kind!r}; expected one of {', '.join(BASELINES)}")
 
 
 def evaluate_run(run_dir: str | Path, opts: EvalOptions = EvalOptions(), device: str = "cpu",
@@ -252,7 +274,7 @@ def like_run(run_dir: str | Path, data_root: str | Path | None = None) -> tuple[
 def evaluate_baseline(kind: str, data_root: str | Path, size: int, aux_cfg: AuxConfig, out: str | Path,
                       opts: EvalOptions = EvalOptions(), out_name: str = "eval", progress: bool = True) -> dict:
     """Score a reference output (`copy` the input or `shuffled` frames); writes {out_name}.json and _clips.csv."""
-    result, df = evaluate_outputs(baseline_output_fn(kind, data_root, size), data_root, size, opts, aux_cfg,
+    result, df = evaluate_outputs(baseline_output_fn(kind, data_root, size, aux_cfg), data_root, size, opts, aux_cfg,
                                   progress=progress)
     result = {"name": kind, "seed": None, **result}
     out = Path(out)
@@ -367,7 +389,7 @@ def add_cli(sub) -> None:
     p.add_argument("--condition", default="label", choices=["label", "reference"],
                    help="give the target emotion as a label or as a reference clip of another identity")
     p.add_argument("--max-clips", dest="max_clips", type=int, default=None, help="source clips per actor (quick checks)")
-    p.add_argument("--baseline", default=None, choices=["copy", "shuffled"],
+    p.add_argument("--baseline", default=None, choices=list(BASELINES),
                    help="score a reference method instead of a run (needs --data, --out, --size)")
     p.add_argument("--data", default=None, help="data root for --baseline")
     p.add_argument("--size", type=int, default=64, help="resolution for --baseline")

@@ -43,7 +43,7 @@ from stccl.data.mead import EMOTIONS
 from stccl.io import StcclError
 
 
-OUTPUTS = ("blend", "warp", "warp_blend", "warp_residual")
+OUTPUTS = ("blend", "warp", "warp_blend", "warp_residual", "expression")
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,12 @@ class GeneratorConfig:
     # warp modes: let the displacement depend on the input's features (True), or only on the emotion
     # code (False: one displacement field per emotion, shared by every face; needs code_map > 0)
     flow_from_features: bool = True
+    # output "expression" (`stccl.spfem.expression`, NED-like): estimated landmarks -> manipulator MLP ->
+    # landmark-warp renderer. Largest landmark shift (fraction of the frame side), the warp's RBF width
+    # (fraction of the side) and the manipulator's hidden width.
+    max_shift: float = 0.06
+    rbf_sigma: float = 0.08
+    manipulator_hidden: int = 128
 
 
 @dataclass(frozen=True)
@@ -257,6 +263,15 @@ class Generator(nn.Module):
         if return_aux:
             return out, {"mask": mask, "flow": flow}
         return (out, mask) if return_mask else out
+
+
+def build_generator(cfg: GeneratorConfig = GeneratorConfig()) -> nn.Module:
+    """The generator a config names: the U-Net family (`Generator`) or the NED-like `ExpressionGenerator`."""
+    if cfg.output == "expression":
+        from stccl.spfem.expression import ExpressionGenerator  # imports this module's ReferenceEncoder
+
+        return ExpressionGenerator(cfg)
+    return Generator(cfg)
 
 
 def warp(images: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

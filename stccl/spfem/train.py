@@ -48,7 +48,7 @@ from stccl.io import StcclError, resolve_device, seed_everything, to_json
 from stccl.runs import RunDir, check_finite, load_checkpoint, set_rng_state
 from stccl.spfem.aux_nets import load_aux_nets
 from stccl.spfem.config import RENAMED_KEYS, SpfemConfig, load_spfem_config
-from stccl.spfem.generator import Generator, PatchDiscriminator, random_other_emotion
+from stccl.spfem.generator import PatchDiscriminator, build_generator, random_other_emotion
 
 StcclTerm = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, dict]"]
 
@@ -70,9 +70,12 @@ class SpfemLosses(nn.Module):
     """The generator and discriminator objectives; frozen aux nets and the STCCL term are plugged in."""
 
     def __init__(self, cfg: SpfemConfig, emotion_net: nn.Module, identity_net: nn.Module,
-                 stccl_term: StcclTerm | None = None):
+                 stccl_term: StcclTerm | None = None, landmark_emotion_net: nn.Module | None = None):
         super().__init__()
         self.cfg = cfg
+        if cfg.cls_on == "landmarks" and landmark_emotion_net is None:
+            raise StcclError("cls_on: landmarks needs the landmark emotion classifier (generator.output: expression)")
+        self.landmark_emotion_net = landmark_emotion_net
         self.emotion_net = emotion_net
         self.identity_net = identity_net
         self.stccl_term = stccl_term
@@ -94,8 +97,14 @@ class SpfemLosses(nn.Module):
         parts: dict[str, torch.Tensor] = {}
         logits = D(frames)
         parts["adv"] = F.mse_loss(logits, torch.ones_like(logits))
-        cls_logits = self.emotion_net(_jitter(frames, cfg.cls_shift, cfg.cls_noise))  # (B*T, E)
         tgt_frames = e_tgt.repeat_interleave(T)
+        if cfg.cls_on == "landmarks":  # the manipulated landmarks behind the frames in `fake`
+            edited = auxes[0]["edited_landmarks"].view(B, T, -1, 2)
+            if len(auxes) > 1:
+                edited = _scatter(edited, ref_mask, auxes[1]["edited_landmarks"].view(-1, T, *edited.shape[2:]))
+            cls_logits = self.landmark_emotion_net(edited.flatten(0, 1))  # (B*T, E)
+        else:
+            cls_logits = self.emotion_net(_jitter(frames, cfg.cls_shift, cfg.cls_noise))  # (B*T, E)
         parts["cls"] = F.cross_entropy(cls_logits, tgt_frames)
         parts["rec"] = (G(x, emotion=e_src) - x).abs().mean()
         parts["cyc"] = (G(fake, emotion=e_src) - x).abs().mean()
@@ -210,6 +219,10 @@ def train_spfem(cfg: SpfemConfig, out: str | Path, resume: bool = False, progres
         seed_everything(cfg.seed + dist_info.rank)
         # aux nets: trained once per dataset (rank 0 first so the others read the cache)
         aux_names = ["emotion_train", "identity_train"]
+        if cfg.generator.output == "expression":
+            aux_names.append("landmarks")  # the NED-like generator's frozen face fitter
+            if cfg.cls_on == "landmarks":
+                aux_names.append("emotion_landmarks")
         if dist_info.is_main:
             aux = load_aux_nets(cfg.data_root, aux_names, cfg.aux, device, progress)
         if dist_info.enabled:
@@ -219,7 +232,10 @@ def train_spfem(cfg: SpfemConfig, out: str | Path, resume: bool = False, progres
         seed_everything(cfg.seed + dist_info.rank)
         if stccl_term is None:
             stccl_term = build_stccl_term(cfg, device)
-        models = nn.ModuleDict({"generator": Generator(cfg.generator), "discriminator": PatchDiscriminator(cfg.discriminator)}).to(device)
+        models = nn.ModuleDict({"generator": build_generator(cfg.generator),
+                                "discriminator": PatchDiscriminator(cfg.discriminator)}).to(device)
+        if "landmarks" in aux:
+            models["generator"].load_landmark_net(aux["landmarks"])
         opt = {"g": torch.optim.Adam(models["generator"].parameters(), lr=cfg.lr_g, betas=(0.5, 0.999)),
                "d": torch.optim.Adam(models["discriminator"].parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))}
         start = 0
@@ -238,7 +254,7 @@ def train_spfem(cfg: SpfemConfig, out: str | Path, resume: bool = False, progres
             from torch.distributed import broadcast
             for t in models.state_dict().values():  # every rank starts from rank 0's weights
                 broadcast(t, src=0)
-        losses = SpfemLosses(cfg, aux["emotion_train"], aux["identity_train"], stccl_term)
+        losses = SpfemLosses(cfg, aux["emotion_train"], aux["identity_train"], stccl_term, aux.get("emotion_landmarks"))
         sampler = BatchSampler(cfg, dist_info)
         bar = tqdm(range(start, cfg.steps), desc=f"spfem {cfg.name}", initial=start, total=cfg.steps,
                    disable=not (progress and dist_info.is_main))
@@ -296,7 +312,7 @@ def _sync_grads(module: nn.Module, dist_info) -> None:
         p.grad /= dist_info.world_size
 
 
-def load_generator(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[Generator, SpfemConfig]:
+def load_generator(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, SpfemConfig]:
     """The trained generator of a run folder, or of a checkpoint file (eval mode), and its config."""
     run_dir = Path(run_dir)
     file = run_dir if run_dir.suffix == ".pt" else run_dir / "ckpt_last.pt"
@@ -307,7 +323,7 @@ def load_generator(run_dir: str | Path, device: torch.device | str = "cpu") -> t
         raise StcclError(f"{file} is not an SPFEM run (kind {ckpt['config'].get('kind')!r}); "
                          f"pass a folder written by `stccl train-spfem`")
     cfg = from_dict(SpfemConfig, cfg_dict, where=str(file))
-    G = Generator(cfg.generator)
+    G = build_generator(cfg.generator)
     G.load_state_dict({k[len("generator."):]: v for k, v in ckpt["model"].items() if k.startswith("generator.")})
     G.eval().to(device)
     for p in G.parameters():
