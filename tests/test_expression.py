@@ -101,7 +101,8 @@ def test_emotion_mean_shifts_average_per_actor_changes_from_neutral():
 
 def test_expression_generator_trains_with_landmark_aux_nets(micro_root, tmp_path):
     """train-spfem with output: expression trains the landmark regressor and the landmark emotion classifier,
-    copies the regressor into the generator, and the run folder loads back with its estimator."""
+    copies the regressor into the generator, builds the expression basis, and the run folder loads back with
+    both."""
     from stccl.spfem.aux_nets import load_aux_nets
     from stccl.spfem.config import AuxConfig
     from stccl.spfem.evaluate import baseline_output_fn
@@ -109,12 +110,16 @@ def test_expression_generator_trains_with_landmark_aux_nets(micro_root, tmp_path
 
     aux = AuxConfig(frame_stride=4, steps=30, batch_size=8)
     cfg = SpfemConfig(data_root=str(micro_root), clip_frames=2, batch_size=2, steps=2, log_every=1, threads=1,
-                      p_reference=0.5, cls_on="landmarks", lambda_flow=1.0, generator=EXPR_G, aux=aux)
+                      p_reference=0.5, cls_on="landmarks", lambda_flow=1.0, aux=aux,
+                      generator=GeneratorConfig(base_channels=8, code_dim=16, output="expression",
+                                                manipulator_hidden=32, expression_basis=4))
     run = train_spfem(cfg, tmp_path / "run", progress=False)
     nets = load_aux_nets(micro_root, ["landmarks", "emotion_landmarks"], aux, progress=False,
                          train_if_missing=False)
     G, _ = load_generator(run)
     assert isinstance(G, ExpressionGenerator)
+    flat = G.basis.flatten(1)  # built from the train identities' landmarks and saved with the weights
+    assert torch.allclose(flat @ flat.T, torch.eye(4), atol=1e-4)
     for k, v in nets["landmarks"].state_dict().items():
         assert torch.equal(G.landmark_net.state_dict()[k], v)
     frames = torch.rand(3, 3, 64, 64)
@@ -123,3 +128,44 @@ def test_expression_generator_trains_with_landmark_aux_nets(micro_root, tmp_path
     from stccl.data.mead import EMOTIONS
     shifted = baseline_output_fn("landmark_shift", micro_root, 64, aux)(frames, EMOTIONS.index("happy"), None)
     assert shifted.shape == frames.shape and not torch.equal(shifted, frames)
+
+
+def test_landmark_basis_finds_the_shared_motion_not_the_face_differences():
+    from stccl.spfem.expression import landmark_basis
+
+    g = torch.Generator().manual_seed(0)
+    mode = torch.zeros(NUM_LANDMARKS, 2)
+    mode[7:9, 1] = 1.0  # both mouth corners move up and down together
+    mode = mode / mode.norm()
+    faces = 0.5 + 0.1 * torch.rand(3, NUM_LANDMARKS, 2, generator=g)  # three actors with different shapes
+    actor = torch.arange(3).repeat_interleave(50)
+    amount = 0.05 * torch.randn(150, generator=g)
+    lm = faces[actor] + amount[:, None, None] * mode + 1e-4 * torch.randn(150, NUM_LANDMARKS, 2, generator=g)
+    basis = landmark_basis(lm, actor, 2)
+    assert basis.shape == (2, NUM_LANDMARKS, 2)
+    flat = basis.flatten(1)
+    assert torch.allclose(flat @ flat.T, torch.eye(2), atol=1e-5)          # orthonormal
+    assert abs(float((flat[0] * mode.flatten()).sum())) > 0.99           # the first mode is the planted one
+    with pytest.raises(StcclError, match="expression_basis"):
+        landmark_basis(lm, actor, 0)
+
+
+def test_basis_generator_moves_landmarks_only_along_the_modes():
+    cfg = GeneratorConfig(code_dim=8, output="expression", manipulator_hidden=16, expression_basis=2, max_shift=0.1)
+    G = build_generator(cfg)
+    basis = torch.zeros(2, NUM_LANDMARKS, 2)
+    basis[0, 7, 1] = basis[0, 8, 1] = 2 ** -0.5  # mouth corners up/down
+    basis[1, 2, 1] = basis[1, 4, 1] = 2 ** -0.5  # inner brows up/down
+    G.set_basis(basis)
+    torch.nn.init.normal_(G.manipulator[-1].weight, std=1.0)
+    lm, target = G.edit(torch.rand(4, 3, 32, 32), torch.randn(4, 8))
+    moved = (target - lm).abs().sum(0)  # (L, 2)
+    assert float(moved[[7, 8, 2, 4], 1].sum()) > 0
+    moved[[7, 8, 2, 4], 1] = 0
+    assert float(moved.max()) < 1e-6                                      # nothing else moves
+    with pytest.raises(StcclError, match="expression basis"):
+        G.set_basis(torch.zeros(3, NUM_LANDMARKS, 2))
+    # and the basis is part of the weights: a run folder restores it
+    G2 = build_generator(cfg)
+    G2.load_state_dict(G.state_dict())
+    assert torch.equal(G2.basis, basis)

@@ -221,6 +221,22 @@ def _truth_lookup(root: str | Path):
     return df.set_index(["actor", "emotion", "clip", "frame"])[list(MOUTH_PARAMS + LANDMARK_COLUMNS)].sort_index()
 
 
+def train_landmarks(root: str | Path, test_actors: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The renderer's landmarks (N, L, 2) of every frame of the train identities (fractions of the frame side)
+    and each frame's actor index (N,): what the NED-like generator's expression basis is built from."""
+    gt = _truth_lookup(root)
+    if gt is None or gt[list(LANDMARK_COLUMNS)].isna().all().all():
+        raise StcclError(f"{Path(root) / 'ground_truth.parquet'}: no landmark columns (lm_*); the expression basis "
+                         f"needs synthetic data from `stccl synth`")
+    tests = set(resolve_test_actors(root, test_actors))
+    actors = gt.index.get_level_values("actor")
+    rows = gt[~actors.isin(tests)]
+    names = rows.index.get_level_values("actor")
+    codes = {a: i for i, a in enumerate(sorted(set(names)))}
+    lm = torch.from_numpy(rows[list(LANDMARK_COLUMNS)].to_numpy(np.float32)).view(len(rows), -1, 2)
+    return lm, torch.tensor([codes[a] for a in names])
+
+
 def _truth_rows(gt, actor: str, emotion: str, clip: int, idx: np.ndarray) -> torch.Tensor:
     if gt is None:
         return torch.full((len(idx), len(MOUTH_PARAMS) + len(LANDMARK_COLUMNS)), float("nan"))

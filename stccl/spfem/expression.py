@@ -17,7 +17,12 @@ This module is that pipeline on the synthetic world, small enough for a CPU:
   (`stccl aux-nets --nets landmarks`), the stand-in for NED's pretrained 3-D
   face fitter. It never sees a test identity's landmarks or any edited target;
 - the emotion manipulator: per frame, an MLP from (estimated landmarks,
-  emotion code) to a bounded landmark displacement. It is trained with the
+  emotion code) to a bounded landmark displacement, either free (32 numbers)
+  or, with `generator.expression_basis: k`, the coefficients of the k main
+  modes of landmark motion (`landmark_basis`: PCA of the train identities'
+  landmarks around each identity's mean). That basis is the analogue of a
+  3DMM's expression blendshapes: symmetric, whole-face modes in which speech
+  and emotion mix. It is trained with the
   generator losses of `stccl.spfem.train` (adversarial, emotion classifier,
   self-reconstruction, cycle, identity, optional STCCL): no paired targets;
 - the renderer: the source frame resampled so that the estimated landmarks
@@ -133,8 +138,11 @@ class ExpressionGenerator(nn.Module):
             p.requires_grad_(False)
         self.landmark_net.eval()  # a new module is in training mode: its batch norm would track our batches
         hidden = cfg.manipulator_hidden
+        k = cfg.expression_basis
+        # (k, L, 2) orthonormal modes, filled by set_basis (saved with the weights); none for free landmarks
+        self.register_buffer("basis", torch.zeros(k, L, 2) if k > 0 else None)
         self.manipulator = nn.Sequential(nn.Linear(2 * L + D, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                                         nn.ReLU(), nn.Linear(hidden, 2 * L))
+                                         nn.ReLU(), nn.Linear(hidden, k if k > 0 else 2 * L))
         nn.init.zeros_(self.manipulator[-1].weight)  # starts as "no change": the untrained generator copies
         nn.init.zeros_(self.manipulator[-1].bias)
 
@@ -146,6 +154,13 @@ class ExpressionGenerator(nn.Module):
     def load_landmark_net(self, net: LandmarkRegressor) -> None:
         self.landmark_net.load_state_dict(net.state_dict())
 
+    def set_basis(self, basis: torch.Tensor) -> None:
+        if self.basis is None or basis.shape != self.basis.shape:
+            expected = None if self.basis is None else tuple(self.basis.shape)
+            raise StcclError(f"expression basis of shape {tuple(basis.shape)}, expected {expected} "
+                             f"(generator.expression_basis {self.cfg.expression_basis})")
+        self.basis.copy_(basis)
+
     def code(self, emotion: torch.Tensor | None = None, reference: torch.Tensor | None = None) -> torch.Tensor:
         if (emotion is None) == (reference is None):
             raise StcclError("Generator: give exactly one of `emotion` (labels) or `reference` (a clip)")
@@ -156,7 +171,10 @@ class ExpressionGenerator(nn.Module):
         with torch.no_grad():
             lm = self.landmark_net(frames)
         raw = self.manipulator(torch.cat([(lm - 0.5).flatten(1), code], dim=1))
-        shift = self.cfg.max_shift * torch.tanh(raw).view_as(lm)
+        if self.cfg.expression_basis > 0:  # coefficients of the modes; each mode has unit norm over all points
+            shift = torch.einsum("nk,kld->nld", self.cfg.max_shift * torch.tanh(raw), self.basis)
+        else:
+            shift = self.cfg.max_shift * torch.tanh(raw).view_as(lm)
         return lm, lm + shift
 
     def forward(self, clip: torch.Tensor, emotion: torch.Tensor | None = None,
@@ -175,6 +193,23 @@ class ExpressionGenerator(nn.Module):
 
 
 LANDMARK_WIDTHS = (24, 48, 96)  # the landmark regressor's conv stages (aux net `landmarks`)
+
+
+def landmark_basis(landmarks: torch.Tensor, actor_idx: torch.Tensor, k: int) -> torch.Tensor:
+    """The k main modes (k, L, 2) of landmark motion: PCA of landmarks (N, L, 2) around each actor's mean.
+
+    Removing each actor's mean leaves what moves within a face (speech, emotion, blinks, head motion), not
+    how faces differ. Modes are orthonormal over the 2L coordinates, sign fixed so the largest entry is > 0.
+    """
+    if not 0 < k <= landmarks.shape[1] * 2:
+        raise StcclError(f"expression_basis must lie in 1..{landmarks.shape[1] * 2}, got {k}")
+    X = landmarks.flatten(1).double()
+    for a in actor_idx.unique():
+        X[actor_idx == a] -= X[actor_idx == a].mean(0)
+    _, _, Vh = torch.linalg.svd(X, full_matrices=False)
+    modes = Vh[:k]
+    sign = torch.sign(modes.gather(1, modes.abs().argmax(1, keepdim=True)))
+    return (modes * sign).to(landmarks.dtype).view(k, *landmarks.shape[1:])
 
 
 def emotion_mean_shifts(landmarks: torch.Tensor, actor_idx: torch.Tensor, emotion_idx: torch.Tensor,

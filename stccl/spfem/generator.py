@@ -83,6 +83,9 @@ class GeneratorConfig:
     max_shift: float = 0.06
     rbf_sigma: float = 0.08
     manipulator_hidden: int = 128
+    # > 0: the manipulator moves the landmarks only along the k main modes of landmark motion of the train
+    # identities (a 3DMM-like expression basis, `stccl.spfem.expression.landmark_basis`); 0: every point freely
+    expression_basis: int = 0
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ from stccl.data.mead import EMOTIONS, ClipWindowDataset, resolve_test_actors
 from stccl.distributed import all_reduce_mean, barrier, cleanup, init_distributed, local_device
 from stccl.io import StcclError, resolve_device, seed_everything, to_json
 from stccl.runs import RunDir, check_finite, load_checkpoint, set_rng_state
-from stccl.spfem.aux_nets import load_aux_nets
+from stccl.spfem.aux_nets import load_aux_nets, train_landmarks
+from stccl.spfem.expression import landmark_basis
 from stccl.spfem.config import RENAMED_KEYS, SpfemConfig, load_spfem_config
 from stccl.spfem.generator import PatchDiscriminator, build_generator, random_other_emotion
 
@@ -236,6 +237,9 @@ def train_spfem(cfg: SpfemConfig, out: str | Path, resume: bool = False, progres
                                 "discriminator": PatchDiscriminator(cfg.discriminator)}).to(device)
         if "landmarks" in aux:
             models["generator"].load_landmark_net(aux["landmarks"])
+            if cfg.generator.expression_basis > 0:
+                lm, actor = train_landmarks(cfg.data_root, cfg.test_actors)
+                models["generator"].set_basis(landmark_basis(lm, actor, cfg.generator.expression_basis).to(device))
         opt = {"g": torch.optim.Adam(models["generator"].parameters(), lr=cfg.lr_g, betas=(0.5, 0.999)),
                "d": torch.optim.Adam(models["discriminator"].parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))}
         start = 0
