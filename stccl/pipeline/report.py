@@ -546,10 +546,13 @@ def spfem_target_tables(table: pd.DataFrame, out: Path, check_only: bool = False
                    f"the distance past the threshold, positive on the good side; 'within noise' when it is smaller "
                    f"than {YARDSTICK_K:g} standard errors of the difference of the means over seeds.", "",
                    verdicts_markdown(ver), "",
-                   "What was tried where a target is missed: the generator variants measured against the warp "
-                   "(a warp plus a bounded appearance residual under a mask, pooled and unpooled, a flow penalty) "
-                   "are listed with their numbers in the header of `params/spfem_default_vd.yaml`; the README's "
-                   "\"What does not work yet\" says what was not tried.", ""]
+                   "What was tried where a target is missed: the generators measured before this one (a warp; a "
+                   "warp plus a bounded appearance residual under a mask; the NED-like generator with free "
+                   "landmarks, with an expression basis, with a landmark-space emotion loss and several edit "
+                   "penalties) are listed with their numbers in the header of `params/spfem_default_vd.yaml`; "
+                   "`experiments/ned_like.py` (reports/ned_like/) has the 3-seed comparison of a setting whose "
+                   "baseline damages the mouth more; the README's \"What does not work yet\" says what was not "
+                   "tried.", ""]
 
 
 def _ablation_section(params: ReproduceParams, paths: Paths, fig_out: Callable[[Any, str], str],

@@ -34,9 +34,9 @@ TARGET_EMOTION_DROP_POINTS = 3.0   # +STCCL emotion accuracy at most this many p
 EPS = 1e-9                         # 100 * (0.47 - 0.50) + 3 is -2.7e-15 in floating point, not a miss
 YARDSTICK_K = 2.0                  # a margin inside K standard errors of the difference is "within noise"
                                    # (the report's yardstick too: stccl.pipeline.report imports it from here)
-ROWS = ("copy", "baseline", "weak_emotion", "vd", "cm")
-ROW_LABELS = {"copy": "copy input", "baseline": "baseline", "weak_emotion": "edit-less control (weaker emotion loss)",
-              "vd": "+STCCL (VD)", "cm": "+STCCL (CM)"}
+ROWS = ("copy", "landmark_shift", "baseline", "weak_emotion", "vd", "cm")
+ROW_LABELS = {"copy": "copy input", "landmark_shift": "statistical landmark shift (no learning)", "baseline": "baseline",
+              "weak_emotion": "edit-less control (weaker emotion loss)", "vd": "+STCCL (VD)", "cm": "+STCCL (CM)"}
 METRICS = {"mouth_l1": "mouth L1 ↓", "emotion_acc": "emotion acc ↑", "csim": "CSIM ↑", "ssim": "SSIM to GT ↑"}
 STCCL_ROWS = ("vd", "cm")
 
