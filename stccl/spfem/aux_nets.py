@@ -43,7 +43,7 @@ from stccl.io import StcclError, read_json, to_json
 from stccl.runs import load_checkpoint, save_checkpoint
 from stccl.data.face_model import LANDMARKS
 from stccl.spfem.config import MOUTH_BOX, AuxConfig, load_spfem_config
-from stccl.spfem.expression import LANDMARK_WIDTHS, LandmarkEmotionClassifier, LandmarkRegressor
+from stccl.spfem.expression import LANDMARK_WIDTHS, LandmarkEmotionClassifier, LandmarkRegressor, conv_stages
 
 AUX_VERSION = 1
 MOUTH_PARAMS = ("v_open", "v_width", "v_round", "v_jaw")  # speech (viseme) columns of ground_truth.parquet
@@ -83,12 +83,7 @@ class SmallCNN(nn.Module):
 
     def __init__(self, widths: Sequence[int], kernel: int, dropout: float):
         super().__init__()
-        layers: list[nn.Module] = []
-        cin = 3
-        for w in widths:
-            layers += [nn.Conv2d(cin, w, kernel, stride=2, padding=kernel // 2), nn.BatchNorm2d(w), nn.ReLU(),
-                       nn.Conv2d(w, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU()]
-            cin = w
+        layers, cin = conv_stages(widths, kernel)
         self.features = nn.Sequential(*layers)
         self.dropout = nn.Dropout(dropout)
         self.out_channels = cin

@@ -50,6 +50,18 @@ from stccl.io import StcclError
 NUM_LANDMARKS = len(LANDMARKS)
 
 
+def conv_stages(widths: Sequence[int], kernel: int) -> tuple[list[nn.Module], int]:
+    """Stride-2 conv-BN-ReLU then conv-BN-ReLU per width, from RGB; the layers and the last width.
+    The body of every small aux net (`stccl.spfem.aux_nets.SmallCNN`) and of the landmark regressor."""
+    layers: list[nn.Module] = []
+    cin = 3
+    for w in widths:
+        layers += [nn.Conv2d(cin, w, kernel, stride=2, padding=kernel // 2), nn.BatchNorm2d(w), nn.ReLU(),
+                   nn.Conv2d(w, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU()]
+        cin = w
+    return layers, cin
+
+
 class LandmarkRegressor(nn.Module):
     """Frame (N, 3, H, W) in [0, 1] -> landmarks (N, L, 2) as (x, y) fractions of the frame side.
 
@@ -59,12 +71,7 @@ class LandmarkRegressor(nn.Module):
 
     def __init__(self, widths: Sequence[int], kernel: int, num_landmarks: int = NUM_LANDMARKS, grid: int = 8):
         super().__init__()
-        layers: list[nn.Module] = []
-        cin = 3
-        for w in widths:
-            layers += [nn.Conv2d(cin, w, kernel, stride=2, padding=kernel // 2), nn.BatchNorm2d(w), nn.ReLU(),
-                       nn.Conv2d(w, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU()]
-            cin = w
+        layers, cin = conv_stages(widths, kernel)
         layers.append(nn.AdaptiveAvgPool2d(grid))  # any input size -> a grid x grid map
         self.features = nn.Sequential(*layers)
         self.num_landmarks = num_landmarks
