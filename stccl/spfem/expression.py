@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from stccl.data.face_model import LANDMARKS
 from stccl.io import StcclError
+from stccl.spfem.conditioning import ReferenceEncoder
 
 NUM_LANDMARKS = len(LANDMARKS)
 
@@ -134,8 +135,6 @@ class ExpressionGenerator(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        from stccl.spfem.generator import ReferenceEncoder  # here: generator.py builds this class
-
         self.cfg = cfg
         D, L = cfg.code_dim, NUM_LANDMARKS
         self.emotion_embed = nn.Embedding(cfg.num_emotions, D)

@@ -41,6 +41,8 @@ import torch.nn.functional as F
 
 from stccl.data.mead import EMOTIONS
 from stccl.io import StcclError
+from stccl.spfem.conditioning import ReferenceEncoder
+from stccl.spfem.expression import ExpressionGenerator
 
 
 OUTPUTS = ("blend", "warp", "warp_blend", "warp_residual", "expression")
@@ -136,25 +138,6 @@ class UpBlock(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
         return F.relu(self.film(self.conv(torch.cat([x, skip], dim=1)), code))
-
-
-class ReferenceEncoder(nn.Module):
-    """Emotion code from a reference clip: per-frame CNN, global average pool, mean over time."""
-
-    def __init__(self, base: int, code_dim: int):
-        super().__init__()
-        chans = [3, base, 2 * base, 4 * base, 4 * base]
-        layers: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:]):
-            layers += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(chans[-1], code_dim)
-
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        # clip: (B, T, 3, H, W) -> (B, D)
-        B, T = clip.shape[:2]
-        f = self.features(clip.flatten(0, 1) * 2 - 1).mean(dim=(2, 3))  # (B*T, C)
-        return self.head(f.view(B, T, -1).mean(1))
 
 
 class Generator(nn.Module):
@@ -271,8 +254,6 @@ class Generator(nn.Module):
 def build_generator(cfg: GeneratorConfig = GeneratorConfig()) -> nn.Module:
     """The generator a config names: the U-Net family (`Generator`) or the NED-like `ExpressionGenerator`."""
     if cfg.output == "expression":
-        from stccl.spfem.expression import ExpressionGenerator  # imports this module's ReferenceEncoder
-
         return ExpressionGenerator(cfg)
     return Generator(cfg)
 
