@@ -24,6 +24,13 @@
 # input and the generated clip share speech but differ in emotion, the relation the metric was trained on. The
 # baseline is the same generator with $\lambda_{STCCL} = 0$.
 #
+# **The generator** of the default params is NED-like (`generator.output: expression`): a frozen regressor
+# estimates 16 face landmarks $\hat l(x)$ per frame (the stand-in for NED's 3-D face fitter), a manipulator MLP
+# shifts them along the 8 main modes of landmark motion of the train identities (a 3DMM-like expression basis in
+# which speech and emotion mix), and the frame is warped so that $\hat l(x)$ moves to the shifted landmarks. Its
+# emotion loss reads the shifted landmarks with a landmark emotion classifier (`cls_on: landmarks`) instead of the
+# pixels; the other terms are as above, and STCCL's gradient reaches the manipulator through the warp.
+#
 # **Evaluation** (held-out identities, against the synthetic ground truth: the same person saying the same sentence
 # on the source's timing with the target emotion): speech: mouth-crop L1 (`mouth_l1`, lower is better) and mouth
 # parameter error; expression: accuracy of an evaluation emotion classifier; identity: CSIM and FAD; image: SSIM,
