@@ -22,9 +22,10 @@ This module is that pipeline on the synthetic world, small enough for a CPU:
   modes of landmark motion (`landmark_basis`: PCA of the train identities'
   landmarks around each identity's mean). That basis is the analogue of a
   3DMM's expression blendshapes: symmetric, whole-face modes in which speech
-  and emotion mix. It is trained with the
-  generator losses of `stccl.spfem.train` (adversarial, emotion classifier,
-  self-reconstruction, cycle, identity, optional STCCL): no paired targets;
+  and emotion mix. It is trained with the generator losses of
+  `stccl.spfem.train` (adversarial, emotion classifier on the rendered frames
+  or, with `cls_on: landmarks`, on the shifted landmarks, self-reconstruction,
+  cycle, identity, optional STCCL): no paired targets;
 - the renderer: the source frame resampled so that the estimated landmarks
   move to the manipulated ones, along a smooth field interpolated between
   the landmarks with Gaussian radial basis functions (`rbf_warp`). This is

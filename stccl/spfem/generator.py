@@ -80,8 +80,9 @@ class GeneratorConfig:
     # code (False: one displacement field per emotion, shared by every face; needs code_map > 0)
     flow_from_features: bool = True
     # output "expression" (`stccl.spfem.expression`, NED-like): estimated landmarks -> manipulator MLP ->
-    # landmark-warp renderer. Largest landmark shift (fraction of the frame side), the warp's RBF width
-    # (fraction of the side) and the manipulator's hidden width.
+    # landmark-warp renderer. max_shift: the largest shift of a landmark coordinate (fraction of the frame side),
+    # or with expression_basis > 0 the largest coefficient of a unit-norm mode; the warp's RBF width (fraction
+    # of the side) and the manipulator's hidden width.
     max_shift: float = 0.06
     rbf_sigma: float = 0.08
     manipulator_hidden: int = 128
