@@ -169,3 +169,15 @@ def test_basis_generator_moves_landmarks_only_along_the_modes():
     G2 = build_generator(cfg)
     G2.load_state_dict(G.state_dict())
     assert torch.equal(G2.basis, basis)
+
+
+def test_the_unet_class_and_the_config_refuse_the_expression_settings_they_cannot_run(tmp_path):
+    from stccl.spfem.config import load_spfem_config
+    from stccl.spfem.generator import Generator
+
+    with pytest.raises(StcclError, match="build_generator"):
+        Generator(EXPR_G)  # it would silently run as a warp
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("cls_on: landmarks\ngenerator: {output: warp, code_map: 4, flow_from_features: false}\n")
+    with pytest.raises(StcclError, match="cls_on: landmarks"):
+        load_spfem_config(cfg)

@@ -40,8 +40,8 @@ from tqdm import tqdm
 from stccl.config import to_dict
 from stccl.data.mead import EMOTIONS, MeadLayout, resolve_test_actors, split_actors
 from stccl.io import StcclError, read_json, to_json
-from stccl.runs import load_checkpoint, save_checkpoint
 from stccl.data.face_model import LANDMARKS
+from stccl.runs import load_checkpoint, save_checkpoint
 from stccl.spfem.config import MOUTH_BOX, AuxConfig, load_spfem_config
 from stccl.spfem.expression import LANDMARK_WIDTHS, LandmarkEmotionClassifier, LandmarkRegressor, conv_stages
 
@@ -290,25 +290,7 @@ def train_net(name: str, table: FrameTable, cfg: AuxConfig, progress: bool = Tru
     bar = tqdm(range(cfg.steps), desc=f"aux {name}", disable=not progress, leave=False)
     for _ in bar:
         pick = train_idx[torch.randint(len(train_idx), (cfg.batch_size,), generator=gen)]
-        if spec.kind == "landmark_emotion":
-            # landmarks, with noise of about the landmark regressor's error (0.5 px at 64 px)
-            lm = table.landmarks[pick] + 0.008 * torch.randn(table.landmarks[pick].shape, generator=gen)
-            loss = F.cross_entropy(net(lm), table.emotion_idx[pick])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            continue
-        x = table.batch(pick)  # (B, 3, H, W)
-        x = _augment(x, gen)
-        if spec.kind == "emotion":
-            loss = F.cross_entropy(net(x), table.emotion_idx[pick])
-        elif spec.kind == "identity":
-            loss = F.cross_entropy(net.logits(x), table.actor_idx[pick])
-        elif spec.kind == "landmarks":  # in pixels of the net's input
-            loss = F.smooth_l1_loss(net(x) * cfg.size, table.landmarks[pick] * cfg.size)
-        else:
-            loss = F.smooth_l1_loss((net(x) - net.mean) / net.std, (table.mouth[pick] - net.mean) / net.std)
+        loss = _batch_loss(spec.kind, net, table, pick, gen, cfg.size)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -318,6 +300,23 @@ def train_net(name: str, table: FrameTable, cfg: AuxConfig, progress: bool = Tru
     for p in net.parameters():
         p.requires_grad_(False)
     return net, evaluate_net(name, net, table)
+
+
+def _batch_loss(kind: str, net: nn.Module, table: FrameTable, pick: torch.Tensor, gen: torch.Generator,
+                size: int) -> torch.Tensor:
+    """The training loss of one aux net of `kind` on the table rows `pick`."""
+    if kind == "landmark_emotion":  # reads landmarks, not frames
+        # with noise of about the landmark regressor's error (0.5 px at 64 px)
+        lm = table.landmarks[pick] + 0.008 * torch.randn(table.landmarks[pick].shape, generator=gen)
+        return F.cross_entropy(net(lm), table.emotion_idx[pick])
+    x = _augment(table.batch(pick), gen)  # (B, 3, H, W)
+    if kind == "emotion":
+        return F.cross_entropy(net(x), table.emotion_idx[pick])
+    if kind == "identity":
+        return F.cross_entropy(net.logits(x), table.actor_idx[pick])
+    if kind == "landmarks":  # in pixels of the net's input
+        return F.smooth_l1_loss(net(x) * size, table.landmarks[pick] * size)
+    return F.smooth_l1_loss((net(x) - net.mean) / net.std, (table.mouth[pick] - net.mean) / net.std)
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -101,4 +101,7 @@ def load_spfem_config(path: str | Path | None, overrides: dict | None = None) ->
         raise StcclError(f"{path}: size ({cfg.size}) and aux.size ({cfg.aux.size}) must match")
     if not 0.0 <= cfg.p_reference <= 1.0:
         raise StcclError(f"{path}: p_reference must lie in [0, 1], got {cfg.p_reference}")
+    if cfg.cls_on == "landmarks" and cfg.generator.output != "expression":
+        raise StcclError(f"{path}: cls_on: landmarks reads the edited landmarks of generator.output: expression, "
+                         f"got generator.output {cfg.generator.output!r}")
     return cfg

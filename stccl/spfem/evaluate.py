@@ -39,8 +39,9 @@ from stccl.config import from_dict, parse_sets, to_dict
 from stccl.data.mead import EMOTIONS, MeadLayout, frames_to_tensor, resolve_test_actors, split_actors
 from stccl.data.synth import render_target
 from stccl.io import StcclError, atomic_write_csv, atomic_write_json, atomic_write_text, read_json, to_json
-from stccl.spfem.aux_nets import aux_scores, batched, crop_mouth, load_aux_nets
+from stccl.spfem.aux_nets import aux_scores, batched, crop_mouth, load_aux_nets, load_frame_table
 from stccl.spfem.config import AuxConfig
+from stccl.spfem.expression import emotion_mean_shifts, rbf_warp
 from stccl.spfem.generator import GeneratorConfig
 from stccl.spfem.scores import NOT_COMPUTED, csim, frechet_distance, lpips_distance, ssim_psnr
 from stccl.spfem.train import load_generator
@@ -221,9 +222,6 @@ def baseline_output_fn(kind: str, data_root: str | Path, size: int, aux_cfg: Aux
     'landmark_shift' (the NED-like renderer driven by the statistical manipulator
     `stccl.spfem.expression.emotion_mean_shifts` of the train identities: an edit without learning)."""
     if kind == "landmark_shift":
-        from stccl.spfem.aux_nets import load_frame_table
-        from stccl.spfem.expression import emotion_mean_shifts, rbf_warp
-
         net = load_aux_nets(data_root, ["landmarks"], aux_cfg, progress=False)["landmarks"]
         table = load_frame_table(data_root, aux_cfg)
         with torch.no_grad():

@@ -173,6 +173,9 @@ class Generator(nn.Module):
         nn.init.constant_(self.head[-1].bias[3:], -2.0)
         if cfg.output not in OUTPUTS:
             raise StcclError(f"generator.output must be one of {', '.join(OUTPUTS)}, got {cfg.output!r}")
+        if cfg.output == "expression":  # not a U-Net output: it would run as a plain warp here
+            raise StcclError("generator.output expression is the NED-like ExpressionGenerator; build it with "
+                             "stccl.spfem.generator.build_generator(cfg)")
         if not cfg.flow_from_features and cfg.code_map <= 0:
             raise StcclError("generator.flow_from_features: false needs generator.code_map > 0 (the per-emotion field)")
         self.code_to_map = None
